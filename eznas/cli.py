@@ -1,0 +1,128 @@
+"""``eznas <subcommand>``: one entry point; each subcommand lives in the module it drives.
+
+Errors the user can fix (:class:`EznasError`) print as one line ``eznas: error: ...`` and exit 2.
+Ctrl-C exits 130 after the running step has saved what it finished.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from eznas.errors import EznasError
+
+
+def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int | None]:
+    def run(args: argparse.Namespace) -> int | None:
+        return getattr(importlib.import_module(module), func)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eznas", description="Discover zero-cost NAS proxies with genetic programming.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", help="download or verify the benchmark data")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = dsub.add_parser("download", help="fetch the NAS-Bench-Suite-Zero files and CIFAR-10 (checksummed)")
+    dl.add_argument("--data-dir", default=None)
+    dl.add_argument("--force", action="store_true", help="download again even if present")
+    dl.set_defaults(func=_lazy("eznas.cli", "cmd_data_download"))
+    dv = dsub.add_parser("verify", help="check which data files are present and intact")
+    dv.add_argument("--data-dir", default=None)
+    dv.set_defaults(func=_lazy("eznas.cli", "cmd_data_verify"))
+
+    s = sub.add_parser("spaces", help="search-space tools")
+    ssub = s.add_subparsers(dest="spaces_command", required=True, metavar="ACTION")
+    sv = ssub.add_parser("verify", help="build every benchmark architecture and compare its parameter count")
+    sv.add_argument("--space", required=True)
+    sv.add_argument("--dataset", default=None, help="one task (default: every task of the space)")
+    sv.add_argument("--limit", type=int, default=None, help="check only the first N architectures per task")
+    sv.add_argument("--data-dir", default=None)
+    sv.set_defaults(func=_lazy("eznas.verify", "cmd_spaces_verify"))
+
+    st = sub.add_parser("stats", help="build the statistics cache for a config's tasks")
+    st.add_argument("config")
+    st.add_argument("--workers", type=int, default=None, help="worker processes (default: config stats.workers)")
+    st.set_defaults(func=_lazy("eznas.stats", "cmd_stats"))
+
+    ev = sub.add_parser("evolve", help="run a search (same as python -m eznas.evolve)")
+    ev.add_argument("config")
+    ev.add_argument("--resume", default=None, metavar="RUN_DIR")
+    ev.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    ev.set_defaults(func=_lazy("eznas.evolve", "cmd_evolve"))
+
+    ea = sub.add_parser("evaluate", help="score proxies on a config's tasks and tabulate correlations")
+    ea.add_argument("config")
+    ea.add_argument("--proxies", nargs="*", default=None, help="names, exported .py files or run directories")
+    ea.add_argument("--published", action="store_true", help="also evaluate NASLib's published scores")
+    ea.add_argument("--out", default=None, help="output directory (default: <run_dir>/evaluation)")
+    ea.set_defaults(func=_lazy("eznas.evaluate", "cmd_evaluate"))
+
+    ex = sub.add_parser("export", help="write an evolved proxy as a standalone module")
+    ex.add_argument("run_dir")
+    ex.add_argument("--rank", type=int, default=1)
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=_lazy("eznas.export", "cmd_export"))
+
+    sc = sub.add_parser("score", help="score architectures with a proxy")
+    sc.add_argument("--proxy", required=True, help="exported .py file or baseline name")
+    sc.add_argument("--space", required=True)
+    sc.add_argument("--arch", default=None)
+    sc.add_argument("--archs", default=None, help="file with one arch key per line")
+    sc.add_argument("--dataset", default="cifar10")
+    sc.add_argument("--out", default=None, help="CSV output for --archs")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--batch-size", type=int, default=64)
+    sc.add_argument("--data-dir", default=None)
+    sc.add_argument("--trust", action="store_true", help="allow loading a proxy file from outside trusted locations")
+    sc.set_defaults(func=_lazy("eznas.export", "cmd_score"))
+
+    b = sub.add_parser("bench", help="build a small benchmark of your own")
+    bsub = b.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    bb = bsub.add_parser("build", help="sample and train architectures, write a benchmark file")
+    bb.add_argument("config")
+    bb.add_argument("--workers", type=int, default=None)
+    bb.set_defaults(func=_lazy("eznas.bench", "cmd_bench_build"))
+    return p
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from eznas import data
+
+    data.download(args.data_dir, force=args.force)
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from eznas import data
+
+    rows = data.verify(args.data_dir)
+    print(f"data directory: {data.data_dir(args.data_dir)}")
+    for name, status in rows:
+        print(f"  {status:9s} {name}")
+    bad = [n for n, s in rows if s in ("missing", "mismatch")]
+    if bad:
+        print(f"{len(bad)} file(s) missing or corrupt; {data.DOWNLOAD_HINT}")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except EznasError as e:
+        print(f"eznas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eznas: interrupted; finished work is saved", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

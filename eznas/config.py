@@ -1,0 +1,245 @@
+"""YAML configuration -> validated, typed dataclasses.
+
+Every section is a dataclass; unknown keys, wrong types and impossible values raise
+:class:`EznasError` with the dotted key that is wrong, so the CLI can print one clear line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eznas.errors import EznasError
+
+
+@dataclass
+class TaskConfig:
+    space: str = "nb201"
+    dataset: str = "cifar10"
+    benchmark: str | None = None  # path to a benchmark JSON; default: the space's NAS-Bench-Suite-Zero file
+
+
+@dataclass
+class SplitConfig:
+    evolve: int = 80
+    validate: int = 40
+    test: int = 200
+
+
+@dataclass
+class NetworkConfig:
+    width: int | None = None  # channel override (None: the benchmark's)
+    depth: int | None = None  # cells per stage / stacks override (None: the benchmark's)
+
+
+@dataclass
+class StatsConfig:
+    batch_size: int = 64
+    R: int = 16  # blocks per tensor
+    s: int = 8  # block side
+    dtype: str = "float16"
+    noise_scale: float = 0.1  # P = D + noise_scale * N(0, 1)
+    workers: int = 1
+    cache_dir: str | None = None  # default: <data_dir>/../eznas-cache or ~/.cache/eznas/stats
+
+
+@dataclass
+class SearchConfig:
+    primitive_set: str = "eznas"
+    population: int = 50  # mu
+    offspring: int = 50  # lambda
+    generations: int = 20
+    cxpb: float = 0.5
+    mutpb: float = 0.4
+    tournament: int = 4
+    max_depth: int = 10
+    init_min_depth: int = 2
+    init_max_depth: int = 5
+    fitness: str = "kendall"  # kendall | spearman
+    aggregate: str = "min"  # min | mean
+    subsample: int | None = 20  # nets per task per generation (None: all evolve nets)
+    patience: int | None = 10  # generations without validation improvement before stopping
+    hall_of_fame: int = 10
+    unit_aggregate: str = "mean"  # mean | sum | median over units
+    backend: str = "serial"  # serial | process | ray
+    workers: int = 2
+
+
+@dataclass
+class EvaluateConfig:
+    split: str = "test"
+    proxies: list[str] = field(default_factory=lambda: ["params", "flops", "synflow", "snip", "nwot", "zico"])
+    published: bool = False
+    batch_size: int = 64
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data_dir: str | None = None
+    run_dir: str = "runs/default"
+    tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
+    split: SplitConfig = field(default_factory=SplitConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    source: str | None = None  # the YAML file this came from
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "stats.dtype": ("float16", "float32"),
+    "search.fitness": ("kendall", "spearman"),
+    "search.aggregate": ("min", "mean"),
+    "search.backend": ("serial", "process", "ray"),
+    "search.unit_aggregate": ("mean", "sum", "median"),
+    "evaluate.split": ("evolve", "validate", "test"),
+}
+
+POSITIVE: tuple[str, ...] = (
+    "split.evolve", "stats.batch_size", "stats.R", "stats.s", "stats.workers",
+    "search.population", "search.offspring", "search.generations", "search.tournament",
+    "search.max_depth", "search.init_min_depth", "search.init_max_depth", "search.hall_of_fame",
+    "search.workers", "search.subsample", "search.patience", "network.width", "network.depth",
+    "evaluate.batch_size",
+)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except EznasError as e:
+                errors.append(str(e))
+        raise EznasError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise EznasError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EznasError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EznasError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise EznasError(f"config key '{key}': expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise EznasError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    raise EznasError(f"config key '{key}': unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EznasError(f"config key '{prefix or 'top level'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        where = f" in '{prefix}'" if prefix else ""
+        raise EznasError(f"unknown config key '{unknown[0]}'{where}; valid keys: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            key = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _coerce(data[name], hints[name], key)
+    return cls(**kwargs)
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(cfg: Config) -> Config:
+    """Check values that types alone do not catch; raise EznasError naming the key."""
+    for key, choices in CHOICES.items():
+        v = _get(cfg, key)
+        if v not in choices:
+            raise EznasError(f"config key '{key}': {v!r} is not one of {', '.join(choices)}")
+    for key in POSITIVE:
+        v = _get(cfg, key)
+        if v is not None and v < 1:
+            raise EznasError(f"config key '{key}': must be >= 1, got {v}")
+    for key in ("split.validate", "split.test"):
+        if _get(cfg, key) < 0:
+            raise EznasError(f"config key '{key}': must be >= 0, got {_get(cfg, key)}")
+    for key in ("search.cxpb", "search.mutpb"):
+        v = _get(cfg, key)
+        if not 0.0 <= v <= 1.0:
+            raise EznasError(f"config key '{key}': must be in [0, 1], got {v}")
+    s = cfg.search
+    if s.cxpb + s.mutpb > 1.0:
+        raise EznasError(f"config keys 'search.cxpb' + 'search.mutpb' must be <= 1 (varOr), got {s.cxpb + s.mutpb}")
+    if s.offspring < s.population:
+        raise EznasError(
+            f"config key 'search.offspring': (mu+lambda) needs lambda >= mu, got lambda={s.offspring} < mu={s.population}"
+        )
+    if s.init_min_depth > s.init_max_depth:
+        raise EznasError("config key 'search.init_min_depth': must be <= search.init_max_depth")
+    if s.init_max_depth > s.max_depth:
+        raise EznasError("config key 'search.init_max_depth': must be <= search.max_depth")
+    if s.tournament > s.population:
+        raise EznasError(f"config key 'search.tournament': {s.tournament} exceeds the population {s.population}")
+    if cfg.stats.noise_scale < 0:
+        raise EznasError("config key 'stats.noise_scale': must be >= 0")
+    if not cfg.tasks:
+        raise EznasError("config key 'tasks': at least one task is needed")
+    return cfg
+
+
+def from_dict(data: Any, source: str | None = None) -> Config:
+    cfg = _build(Config, data, "")
+    cfg.source = source
+    return validate(cfg)
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    if not p.is_file():
+        raise EznasError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise EznasError(f"config file {p} is not valid YAML{where}") from None
+    return from_dict(data, source=str(p))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

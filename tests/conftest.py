@@ -1,0 +1,23 @@
+"""Shared fixtures. Tests that need the benchmark data fail (never skip) when it is missing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from eznas import data
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data directory from EZNAS_DATA_DIR; a clear failure if it is not there."""
+    d = data.data_dir(None)
+    missing = [name for name, status in data.verify(d) if status == "missing"]
+    if not os.environ.get(data.ENV_VAR):
+        pytest.fail(f"EZNAS_DATA_DIR is not set; point it at the benchmark data (e.g. ../shared/data) "
+                    f"or run `eznas data download`", pytrace=False)
+    if missing:
+        pytest.fail(f"benchmark data missing from {d}: {', '.join(missing)}; run `eznas data download`",
+                    pytrace=False)
+    return d
