@@ -53,6 +53,10 @@ class SearchSpace:
             raise EznasError(f"space {self.name} has no dataset '{dataset}'; valid: {', '.join(self.classes)}")
         return self.classes[dataset]
 
+    def loss(self, output: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, dataset: str) -> torch.Tensor:
+        """Loss whose gradients the statistics record. Default: cross-entropy with class targets."""
+        return nn.functional.cross_entropy(output, targets)
+
     def param_count(self, model: nn.Module) -> float:
         """Parameters in millions, counted as the benchmark's ``params`` field counts them."""
         return count_params(model) / 1e6
