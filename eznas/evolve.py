@@ -1,0 +1,417 @@
+"""``python -m eznas.evolve config.yaml [--resume RUN_DIR]``: the (mu + lambda) GP search.
+
+Data flow: config -> tasks and splits -> statistics cache (built if missing) -> DEAP typed GP
+over the cached tensors -> run directory::
+
+    config.yaml          the resolved configuration
+    log.csv              one row per generation
+    checkpoint.json      population (infix) + fitness + RNG states + hall of fame, every generation
+    hall_of_fame.json    best programs by validation fitness, with test-split correlations
+    best.txt / best.tex  the best program as one-line infix and LaTeX
+    fitness.png          fitness over generations
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import operator
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from deap import base, creator, gp, tools
+from tqdm import tqdm
+
+from eznas import config as config_mod
+from eznas import parallel, program
+from eznas.errors import EznasError
+from eznas.fitness import INVALID, ProgramResult
+from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
+
+LOG_FIELDS = ["gen", "evals", "invalid", "best", "mean", "median", "best_validate", "evals_per_s",
+              "size_mean", "size_max", "seconds"]
+
+if not hasattr(creator, "EznasFitness"):
+    creator.create("EznasFitness", base.Fitness, weights=(1.0,))
+    creator.create("EznasIndividual", gp.PrimitiveTree, fitness=creator.EznasFitness)
+
+
+# ----------------------------------------------------------------------------- toolbox
+def make_toolbox(pset: program.PrimitiveSet, cfg: config_mod.SearchConfig) -> base.Toolbox:
+    """DEAP toolbox in the shape of DEAP's own GP examples."""
+    ps = pset.pset
+    tb = base.Toolbox()
+    tb.register("expr", program.random_tree, ps, min_depth=cfg.init_min_depth, max_depth=cfg.init_max_depth)
+    tb.register("individual", tools.initIterate, creator.EznasIndividual, tb.expr)
+    tb.register("select", tools.selTournament, tournsize=cfg.tournament)
+    tb.register("mate", gp.cxOnePoint)
+    tb.register("expr_mut", program.random_tree, ps, min_depth=0, max_depth=2)
+    tb.register("mutate", _mutate, expr=tb.expr_mut, pset=ps)
+    limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=cfg.max_depth)
+    tb.decorate("mate", limit)
+    tb.decorate("mutate", limit)
+    return tb
+
+
+def _mutate(ind: gp.PrimitiveTree, expr: Any, pset: gp.PrimitiveSetTyped) -> tuple[gp.PrimitiveTree]:
+    """Uniform subtree mutation, node replacement or shrink, chosen at random."""
+    r = random.random()
+    if r < 0.6:
+        return gp.mutUniform(ind, expr=lambda pset, type_: expr(type_=type_), pset=pset)
+    if r < 0.85:
+        return gp.mutNodeReplacement(ind, pset=pset)
+    return gp.mutShrink(ind)
+
+
+def var_or(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float) -> list:
+    """DEAP's varOr (offspring by crossover, mutation or reproduction)."""
+    from deap.algorithms import varOr
+
+    return varOr(population, toolbox, lambda_, cxpb, mutpb)
+
+
+# ----------------------------------------------------------------------------- state
+@dataclass
+class RunState:
+    gen: int
+    population: list[str]
+    fitness: list[float]
+    hall: list[dict[str, Any]] = field(default_factory=list)
+    best_validate: float = -math.inf
+    stale: int = 0
+    py_rng: Any = None
+    np_rng: Any = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    evals: int = 0
+    done: bool = False
+
+
+def _py_state_to_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _py_state_from_json(obj: list) -> tuple:
+    return (obj[0], tuple(obj[1]), obj[2])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, st: RunState) -> None:
+    obj = {"gen": st.gen, "population": st.population, "fitness": st.fitness, "hall": st.hall,
+           "best_validate": st.best_validate, "stale": st.stale, "py_rng": _py_state_to_json(st.py_rng),
+           "np_rng": st.np_rng, "log": st.log, "seconds": st.seconds, "evals": st.evals, "done": st.done}
+    _atomic_write(run_dir / "checkpoint.json", json.dumps(obj))
+
+
+def load_checkpoint(run_dir: Path) -> RunState:
+    p = run_dir / "checkpoint.json"
+    if not p.is_file():
+        raise EznasError(f"no checkpoint in {run_dir}; cannot resume")
+    try:
+        o = json.loads(p.read_text())
+        return RunState(o["gen"], o["population"], o["fitness"], o["hall"], o["best_validate"], o["stale"],
+                        _py_state_from_json(o["py_rng"]), o["np_rng"], o["log"], o["seconds"], o["evals"], o["done"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise EznasError(f"checkpoint {p} is damaged ({e.__class__.__name__}); cannot resume") from None
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class SearchData:
+    splits: dict[str, dict[str, TaskStats]]  # split -> task name -> stats
+    published: dict[str, dict[str, dict[str, np.ndarray]]]  # split -> task -> proxy -> scores
+
+
+def prepare(cfg: config_mod.Config, progress: bool = True) -> SearchData:
+    """Build missing statistics and load every task's splits."""
+    jobs, by_task = config_jobs(cfg)
+    cache = default_cache_dir(cfg)
+    rep = build_cache(jobs, cache, cfg.data_dir, workers=cfg.stats.workers, progress=progress)
+    if rep.computed:
+        print(f"statistics: computed {rep.computed} nets in {rep.seconds:.1f} s, reused {rep.reused}")
+    splits: dict[str, dict[str, TaskStats]] = {"evolve": {}, "validate": {}, "test": {}}
+    published: dict[str, dict[str, dict[str, np.ndarray]]] = {"evolve": {}, "validate": {}, "test": {}}
+    for name, parts in by_task.items():
+        for split, task in parts.items():
+            if len(task) == 0:
+                continue
+            st = StatsSettings.from_config(cfg, task.space, task.dataset)
+            splits[split][name] = load_task_stats(task, st, cache)
+            published[split][name] = task.published
+    return SearchData(splits, published)
+
+
+def subsample(data: dict[str, TaskStats], n: int | None, rng: np.random.Generator) -> dict[str, list[int]]:
+    """Nets per task for one generation (all if n is None or not smaller than the task)."""
+    out = {}
+    for name, ts in data.items():
+        if n is None or n >= ts.n_nets:
+            out[name] = list(range(ts.n_nets))
+        else:
+            out[name] = sorted(int(i) for i in rng.choice(ts.n_nets, size=n, replace=False))
+    return out
+
+
+# ----------------------------------------------------------------------------- the search
+class Search:
+    def __init__(self, cfg: config_mod.Config, run_dir: Path, data: SearchData, progress: bool = True):
+        self.cfg, self.run_dir, self.data, self.progress = cfg, run_dir, data, progress
+        self.pset = program.load_primitive_set(cfg.search.primitive_set)
+        self.toolbox = make_toolbox(self.pset, cfg.search)
+        sc = cfg.search
+        self.options = {"kind": sc.fitness, "aggregate": sc.aggregate, "unit_aggregate": sc.unit_aggregate,
+                        "primitive_set": sc.primitive_set}
+        self.backend = parallel.make_backend(sc.backend, sc.workers, {
+            "evolve": data.splits["evolve"], "validate": data.splits["validate"], "options": self.options})
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # evaluation -----------------------------------------------------------
+    def evaluate(self, infixes: list[str], split: str, nets: dict[str, list[int]] | None) -> list[ProgramResult]:
+        return self.backend.evaluate(infixes, split, nets)
+
+    def _tree(self, infix: str) -> gp.PrimitiveTree:
+        return creator.EznasIndividual(program.parse_infix(infix, self.pset.pset))
+
+    def initial_population(self) -> tuple[list[str], list[float]]:
+        """mu individuals, valid ones only (as EZNAS): invalid draws are replaced."""
+        pop: list[str] = []
+        fit: list[float] = []
+        mu = self.cfg.search.population
+        tries = 0
+        nets = subsample(self.data.splits["evolve"], self.cfg.search.subsample, np.random.default_rng(self.cfg.seed))
+        while len(pop) < mu:
+            batch = [program.to_infix(self.toolbox.individual()) for _ in range(mu - len(pop))]
+            tries += len(batch)
+            for inf, res in zip(batch, self.evaluate(batch, "evolve", nets)):
+                if res.valid and inf not in pop:
+                    pop.append(inf)
+                    fit.append(res.fitness)
+            if tries > 200 * mu:
+                raise EznasError(f"could not draw {mu} valid initial programs in {tries} tries; "
+                                 f"check the primitive set '{self.cfg.search.primitive_set}'")
+        return pop, fit
+
+    def _update_hall(self, st: RunState, pop: list[str], fit: list[float]) -> None:
+        k = self.cfg.search.hall_of_fame
+        known = {h["infix"] for h in st.hall}
+        order = np.argsort(-np.asarray(fit), kind="stable")
+        cands = []
+        for i in order:
+            if pop[i] not in known and pop[i] not in cands and fit[i] > INVALID:
+                cands.append(pop[i])
+            if len(cands) >= k:
+                break
+        if cands:
+            for inf, res in zip(cands, self.evaluate(cands, "validate", None)):
+                st.hall.append({"infix": inf, "evolve": fit[pop.index(inf)], "validate": res.fitness,
+                                "validate_per_task": res.per_task})
+        st.hall.sort(key=lambda h: (-h["validate"], -h["evolve"], h["infix"]))
+        del st.hall[k:]
+
+    def run(self, st: RunState | None) -> RunState:
+        sc = self.cfg.search
+        if st is None:
+            random.seed(self.cfg.seed)
+            np_rng = np.random.default_rng(self.cfg.seed + 1)
+            t0 = time.perf_counter()
+            pop, fit = self.initial_population()
+            st = RunState(0, pop, fit, py_rng=None, np_rng=np_rng.bit_generator.state)
+            st.evals += len(pop)
+            self._update_hall(st, pop, fit)
+            st.seconds += time.perf_counter() - t0
+            self._log(st, len(pop), 0, time.perf_counter() - t0)
+            st.py_rng = random.getstate()
+            save_checkpoint(self.run_dir, st)
+        random.setstate(st.py_rng)
+        np_rng = np.random.default_rng()
+        np_rng.bit_generator.state = st.np_rng
+        bar = tqdm(total=sc.generations, initial=st.gen, desc="generations", disable=not self.progress)
+        while st.gen < sc.generations and not st.done:
+            t0 = time.perf_counter()
+            parents = [self._tree(s) for s in st.population]
+            for ind, f in zip(parents, st.fitness):
+                ind.fitness.values = (f,)
+            offspring = var_or(parents, self.toolbox, sc.offspring, sc.cxpb, sc.mutpb)
+            nets = subsample(self.data.splits["evolve"], sc.subsample, np_rng)
+            if sc.subsample is not None:  # fresh nets: everybody is judged on the same sample
+                todo = parents + offspring
+            else:
+                todo = [o for o in offspring if not o.fitness.valid]
+            infixes = [program.to_infix(t) for t in todo]
+            results = self.evaluate(infixes, "evolve", nets)
+            invalid = 0
+            for ind, res in zip(todo, results):
+                ind.fitness.values = (res.fitness,)
+                invalid += not res.valid
+            chosen = tools.selBest(parents + offspring, sc.population)
+            st.population = [program.to_infix(t) for t in chosen]
+            st.fitness = [t.fitness.values[0] for t in chosen]
+            st.gen += 1
+            st.evals += len(todo)
+            prev = st.best_validate
+            self._update_hall(st, st.population, st.fitness)
+            best_val = st.hall[0]["validate"] if st.hall else -math.inf
+            if best_val > prev + 1e-12:
+                st.best_validate, st.stale = best_val, 0
+            else:
+                st.stale += 1
+            if sc.patience is not None and st.stale >= sc.patience:
+                st.done = True
+            dt = time.perf_counter() - t0
+            st.seconds += dt
+            self._log(st, len(todo), invalid, dt)
+            st.py_rng = random.getstate()
+            st.np_rng = np_rng.bit_generator.state
+            save_checkpoint(self.run_dir, st)
+            bar.update()
+            bar.set_postfix(best=f"{max(st.fitness):.3f}", median=f"{float(np.median(st.fitness)):.3f}",
+                            val=f"{best_val:.3f}")
+        bar.close()
+        st.done = True
+        save_checkpoint(self.run_dir, st)
+        return st
+
+    def _log(self, st: RunState, evals: int, invalid: int, dt: float) -> None:
+        sizes = [len(self._tree(s)) for s in st.population]
+        f = np.asarray(st.fitness)
+        row = {"gen": st.gen, "evals": evals, "invalid": invalid, "best": float(f.max()), "mean": float(f.mean()),
+               "median": float(np.median(f)), "best_validate": st.hall[0]["validate"] if st.hall else math.nan,
+               "evals_per_s": evals / dt if dt > 0 else math.nan, "size_mean": float(np.mean(sizes)),
+               "size_max": int(max(sizes)), "seconds": dt}
+        st.log.append(row)
+        with open(self.run_dir / "log.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            w.writeheader()
+            w.writerows(st.log)
+
+
+# ----------------------------------------------------------------------------- reporting
+def test_report(search: Search, st: RunState) -> list[dict[str, Any]]:
+    """Hall of fame with test-split Spearman and Kendall per task, next to published baselines."""
+    from eznas.fitness import correlation, net_scores, UnitLayout
+
+    test = search.data.splits["test"]
+    pub = search.data.published["test"]
+    out = []
+    evaluators = {name: (program.Evaluator(ts.values, search.pset), UnitLayout.of(ts), ts) for name, ts in test.items()}
+    for h in st.hall:
+        tree = program.parse_infix(h["infix"], search.pset.pset)
+        entry = dict(h, size=len(tree), height=tree.height, test={})
+        for name, (ev, layout, ts) in evaluators.items():
+            scores = net_scores(ev(tree), layout, search.cfg.search.unit_aggregate)
+            entry["test"][name] = {"spearman": correlation(scores, ts.accuracies, "spearman"),
+                                   "kendall": correlation(scores, ts.accuracies, "kendall"), "nets": ts.n_nets}
+        out.append(entry)
+    baselines = {}
+    for name, ts in test.items():
+        baselines[name] = {p: {"spearman": correlation(v, ts.accuracies, "spearman"),
+                               "kendall": correlation(v, ts.accuracies, "kendall")}
+                           for p, v in pub.get(name, {}).items() if np.isfinite(v).all()}
+    return out, baselines
+
+
+def write_outputs(search: Search, st: RunState) -> dict[str, Any]:
+    run_dir = search.run_dir
+    hall, baselines = test_report(search, st)
+    _atomic_write(run_dir / "hall_of_fame.json", json.dumps({"hall_of_fame": hall,
+                                                             "published_baselines_test": baselines}, indent=2))
+    if hall:
+        best = program.parse_infix(hall[0]["infix"], search.pset.pset)
+        (run_dir / "best.txt").write_text(hall[0]["infix"] + "\n")
+        (run_dir / "best.tex").write_text(program.to_latex(best) + "\n") if hasattr(program, "to_latex") else None
+    _plot(run_dir, st)
+    return {"hall": hall, "baselines": baselines}
+
+
+def _plot(run_dir: Path, st: RunState) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = [r["gen"] for r in st.log]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("best", "median", "best_validate"):
+        ax.plot(g, [r[key] for r in st.log], label=key)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(f"fitness")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "fitness.png", dpi=100)
+    plt.close(fig)
+
+
+def print_summary(result: dict[str, Any], st: RunState) -> None:
+    hall = result["hall"]
+    print(f"generations {st.gen}, evaluations {st.evals}, search time {st.seconds:.1f} s "
+          f"({st.evals / max(st.seconds, 1e-9):.1f} programs/s)")
+    if not hall:
+        print("no valid program found")
+        return
+    best = hall[0]
+    print(f"best program (validation fitness {best['validate']:.4f}):\n  {best['infix']}")
+    print("test split:           spearman  kendall   | published params / nwot (spearman)")
+    for name, r in best["test"].items():
+        b = result["baselines"].get(name, {})
+        extra = " / ".join(f"{b[p]['spearman']:.3f}" if p in b else "n/a" for p in ("params", "nwot"))
+        print(f"  {name:22s} {r['spearman']:7.3f}  {r['kendall']:7.3f}   | {extra}")
+
+
+def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    st = load_checkpoint(run_dir) if resume else None
+    if not resume:
+        if (run_dir / "checkpoint.json").exists():
+            raise EznasError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another run_dir")
+        config_mod.dump(cfg, run_dir / "config.yaml")
+    torch.manual_seed(cfg.seed)
+    data = prepare(cfg, progress)
+    search = Search(cfg, run_dir, data, progress)
+    try:
+        st = search.run(st)
+        result = write_outputs(search, st)
+    finally:
+        search.close()
+    print_summary(result, st)
+    return result
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        cfg = config_mod.load(saved if saved.is_file() else args.config)
+    else:
+        cfg = config_mod.load(args.config)
+        run_dir = Path(args.run_dir or cfg.run_dir)
+    run(cfg, run_dir, resume=bool(args.resume), progress=sys.stderr.isatty())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eznas.cli import main as cli_main
+
+    return cli_main(["evolve", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Fitness: a program's per-unit scores -> network scores -> rank correlation per task -> aggregate.
+
+A program whose network scores are NaN, infinite or constant over a task is *invalid* and gets
+:data:`INVALID`, the worst fitness; it never raises.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+from eznas.stats import TaskStats
+
+INVALID = -1.0
+
+
+@dataclass
+class UnitLayout:
+    """Maps a TaskStats' rows onto a (nets, max_units) grid, computed once per task split."""
+
+    n_nets: int
+    max_units: int
+    position: torch.Tensor  # (rows,) flat index into nets * max_units
+
+    @classmethod
+    def of(cls, ts: TaskStats) -> "UnitLayout":
+        counts = torch.bincount(ts.net_index, minlength=ts.n_nets)
+        starts = torch.cumsum(counts, 0) - counts
+        order = torch.arange(len(ts.net_index)) - starts[ts.net_index]
+        max_units = int(counts.max()) if len(counts) else 0
+        return cls(ts.n_nets, max_units, ts.net_index * max_units + order)
+
+
+def net_scores(row_scores: torch.Tensor, layout: UnitLayout, how: str = "mean") -> np.ndarray:
+    """Aggregate per-unit scores into one score per network (mean, sum or median over units)."""
+    grid = torch.full((layout.n_nets * layout.max_units,), math.nan, dtype=torch.float64)
+    grid[layout.position] = row_scores.to(torch.float64)
+    grid = grid.view(layout.n_nets, layout.max_units)
+    present = torch.zeros_like(grid, dtype=torch.bool).view(-1)
+    present[layout.position] = True
+    present = present.view_as(grid)
+    bad = present & ~torch.isfinite(grid)
+    if how == "sum":
+        out = torch.where(present, grid, 0.0).sum(1)
+    elif how == "median":
+        out = grid.nanmedian(1).values
+    else:
+        out = torch.where(present, grid, 0.0).sum(1) / present.sum(1).clamp(min=1)
+    out[bad.any(1)] = math.nan  # a non-finite unit makes its network's score non-finite
+    return out.numpy()
+
+
+def correlation(scores: np.ndarray, accuracies: np.ndarray, kind: str = "kendall") -> float:
+    """Kendall tau or Spearman rho; NaN if scores are non-finite or constant."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+        return math.nan
+    if kind == "spearman":
+        r = spearmanr(scores, accuracies).statistic
+    else:
+        r = kendalltau(scores, accuracies).statistic
+    return float(r) if np.isfinite(r) else math.nan
+
+
+def aggregate(values: Sequence[float], how: str = "min") -> float:
+    """Aggregate per-task correlations; any invalid task makes the program invalid."""
+    if not values or any(not math.isfinite(v) for v in values):
+        return INVALID
+    return float(min(values)) if how == "min" else float(np.mean(values))
+
+
+@dataclass
+class ProgramResult:
+    fitness: float
+    per_task: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return all(math.isfinite(v) for v in self.per_task.values())
