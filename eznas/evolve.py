@@ -54,7 +54,7 @@ def make_toolbox(pset: program.PrimitiveSet, cfg: config_mod.SearchConfig) -> ba
     tb.register("individual", tools.initIterate, creator.EznasIndividual, tb.expr)
     tb.register("select", tools.selTournament, tournsize=cfg.tournament)
     tb.register("mate", gp.cxOnePoint)
-    tb.register("expr_mut", program.random_tree, ps, min_depth=0, max_depth=2)
+    tb.register("expr_mut", gp.genFull, min_=0, max_=2)
     tb.register("mutate", _mutate, expr=tb.expr_mut, pset=ps)
     limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=cfg.max_depth)
     tb.decorate("mate", limit)
@@ -66,7 +66,7 @@ def _mutate(ind: gp.PrimitiveTree, expr: Any, pset: gp.PrimitiveSetTyped) -> tup
     """Uniform subtree mutation, node replacement or shrink, chosen at random."""
     r = random.random()
     if r < 0.6:
-        return gp.mutUniform(ind, expr=lambda pset, type_: expr(type_=type_), pset=pset)
+        return gp.mutUniform(ind, expr=expr, pset=pset)
     if r < 0.85:
         return gp.mutNodeReplacement(ind, pset=pset)
     return gp.mutShrink(ind)
