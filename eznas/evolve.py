@@ -383,6 +383,7 @@ def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: b
         if (run_dir / "checkpoint.json").exists():
             raise EznasError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another run_dir")
         config_mod.dump(cfg, run_dir / "config.yaml")
+    program.load_primitive_set(cfg.search.primitive_set)  # fail on a bad set before any work
     torch.manual_seed(cfg.seed)
     data = prepare(cfg, progress)
     search = Search(cfg, run_dir, data, progress)

@@ -5,8 +5,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from eznas import data
+
+# Tests use small networks: one intra-op thread is as fast and is not slowed down by
+# oversubscription when the machine is busy.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
