@@ -280,6 +280,13 @@ def _compute_and_write(job: tuple[str, StatsSettings, str, str | None, int]) -> 
     return write_entry(Path(path), arch, st, values, valid)
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops the pool; finished entries stay."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data_dir: str | None = None,
                 workers: int = 1, progress: bool = True, log: Callable[[str], None] | None = None) -> BuildReport:
     """Compute every missing (or corrupt) entry; finished entries survive an interrupt."""
@@ -303,7 +310,7 @@ def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data
         if workers > 1 and len(todo) > 1:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
                 for nbytes in pool.imap_unordered(_compute_and_write, todo):
                     rep.computed += 1
                     rep.bytes += nbytes
