@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
-
+from eznas import metrics
 from eznas.stats import TaskStats
 
 INVALID = -1.0
@@ -55,15 +54,13 @@ def net_scores(row_scores: torch.Tensor, layout: UnitLayout, how: str = "mean") 
 
 
 def correlation(scores: np.ndarray, accuracies: np.ndarray, kind: str = "kendall") -> float:
-    """Kendall tau or Spearman rho; NaN if scores are non-finite or constant."""
+    """Kendall tau or Spearman rho; NaN if any score is non-finite (unlike the evaluation tables,
+    which rank a failed net last, a program must score every net) or the scores are constant."""
     scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) < 2 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+    if not np.isfinite(scores).all():
         return math.nan
-    if kind == "spearman":
-        r = spearmanr(scores, accuracies).statistic
-    else:
-        r = kendalltau(scores, accuracies).statistic
-    return float(r) if np.isfinite(r) else math.nan
+    r = metrics.spearman(scores, accuracies) if kind == "spearman" else metrics.kendall(scores, accuracies)
+    return r if math.isfinite(r) else math.nan
 
 
 def aggregate(values: Sequence[float], how: str = "min") -> float:
