@@ -1,0 +1,65 @@
+"""Hand-made zero-cost proxies (the baselines evolved proxies are compared against).
+
+Every proxy is one small function ``proxy(model, inputs, targets, loss_fn=None) -> float``,
+registered by name with :func:`register` (NASLib-registry style). ``loss_fn(output, targets)``
+defaults to cross-entropy; spaces with other losses pass their own. A proxy never leaves the
+model changed (it works on a deep copy whenever it runs the network or touches weights), so
+proxies can run one after another on the same network in any order.
+
+Conventions follow NAS-Bench-Suite-Zero (NASLib's ``predictors/utils/pruners/measures``): the
+network in training mode (BatchNorm with batch statistics) unless a docstring says otherwise,
+per-layer measures over the weights of every ``Conv2d`` and ``Linear`` summed to one number.
+Each function's docstring records its variant.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from eznas.errors import EznasError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ProxyFn = Callable[..., float]
+
+_REGISTRY: dict[str, ProxyFn] = {}
+
+
+def register(name: str) -> Callable[[ProxyFn], ProxyFn]:
+    """Decorator: register ``func`` as the proxy ``name``."""
+
+    def deco(func: ProxyFn) -> ProxyFn:
+        if name in _REGISTRY:
+            raise KeyError(f"duplicate proxy name {name!r}")
+        _REGISTRY[name] = func
+        func.proxy_name = name  # type: ignore[attr-defined]
+        return func
+
+    return deco
+
+
+def proxy_names() -> list[str]:
+    """Names of every registered proxy, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_proxy(name: str) -> ProxyFn:
+    """The proxy function registered as ``name``; an unknown name lists the valid ones."""
+    if name not in _REGISTRY:
+        raise EznasError(f"unknown proxy '{name}'; valid: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def compute(name: str, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+            loss_fn: LossFn | None = None) -> float:
+    """Score ``model`` with the proxy ``name``."""
+    return float(get_proxy(name)(model, inputs, targets, loss_fn=loss_fn))
+
+
+# Registration order is the order of NAS-Bench-Suite-Zero's list, then ZiCo.
+from eznas.proxies import size as _size  # noqa: E402,F401
+from eznas.proxies import gradient as _gradient  # noqa: E402,F401
+from eznas.proxies import activation as _activation  # noqa: E402,F401
+
+__all__ = ["register", "get_proxy", "proxy_names", "compute", "LossFn", "ProxyFn"]
