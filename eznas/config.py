@@ -66,6 +66,7 @@ class SearchConfig:
     patience: int | None = 10  # generations without validation improvement before stopping
     hall_of_fame: int = 10
     unit_aggregate: str = "mean"  # mean | sum | median over units
+    seed: int | None = None  # seed of the GP alone (None: the top-level seed); splits/statistics keep theirs
     backend: str = "serial"  # serial | process | ray
     workers: int = 2
 

@@ -197,7 +197,8 @@ class Search:
         fit: list[float] = []
         mu = self.cfg.search.population
         tries = 0
-        nets = subsample(self.data.splits["evolve"], self.cfg.search.subsample, np.random.default_rng(self.cfg.seed))
+        seed = self.cfg.seed if self.cfg.search.seed is None else self.cfg.search.seed
+        nets = subsample(self.data.splits["evolve"], self.cfg.search.subsample, np.random.default_rng(seed))
         while len(pop) < mu:
             batch = [program.to_infix(self.toolbox.individual()) for _ in range(mu - len(pop))]
             tries += len(batch)
@@ -230,8 +231,9 @@ class Search:
     def run(self, st: RunState | None) -> RunState:
         sc = self.cfg.search
         if st is None:
-            random.seed(self.cfg.seed)
-            np_rng = np.random.default_rng(self.cfg.seed + 1)
+            seed = self.cfg.seed if sc.seed is None else sc.seed
+            random.seed(seed)
+            np_rng = np.random.default_rng(seed + 1)
             t0 = time.perf_counter()
             pop, fit = self.initial_population()
             st = RunState(0, pop, fit, py_rng=None, np_rng=np_rng.bit_generator.state)
