@@ -41,8 +41,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = config_mod.load(args.config)
     if args.seed is not None:
-        cfg.seed = args.seed
-    run_dir = Path(args.run_dir or f"{cfg.run_dir}-s{cfg.seed}")
+        cfg.search.seed = args.seed  # the GP's seed; splits and statistics keep the config's
+    seed = cfg.seed if cfg.search.seed is None else cfg.search.seed
+    run_dir = Path(args.run_dir or f"{cfg.run_dir}-s{seed}")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     cfg.run_dir = str(run_dir)
@@ -65,11 +66,11 @@ def main() -> None:
         rows[task] = {"evolved": r["spearman"], "evolved_kendall": r["kendall"], "nets": r["nets"],
                       "params": base.per_task[task]["params"]["spearman"],
                       "nwot": base.per_task[task]["nwot"]["spearman"]}
-    out = {"config": args.config, "seed": cfg.seed, "best": best["infix"], "validate_fitness": best["validate"],
+    out = {"config": args.config, "seed": seed, "best": best["infix"], "validate_fitness": best["validate"],
            "generations": state.gen, "evaluations": state.evals, "search_seconds": state.seconds,
            "evals_per_s": state.evals / state.seconds, "wall_after_caching_s": t_search,
            "statistics_s": t_stats, "baselines_s": t_base, "peak_rss_gb": peak_rss_gb(), "test_spearman": rows}
-    print(f"\nNB201 search, seed {cfg.seed}: {state.gen} generations, {state.evals} program evaluations")
+    print(f"\nNB201 search, seed {seed}: {state.gen} generations, {state.evals} program evaluations")
     print(f"wall time after caching {t_search:.1f} s (search loop {state.seconds:.1f} s), "
           f"{out['evals_per_s']:.1f} programs/s (target >= 50), peak memory {out['peak_rss_gb']:.2f} GB (target <= 8)")
     print(f"best: {best['infix']}")

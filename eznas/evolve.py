@@ -135,27 +135,36 @@ def load_checkpoint(run_dir: Path) -> RunState:
 # ----------------------------------------------------------------------------- data
 @dataclass
 class SearchData:
-    splits: dict[str, dict[str, TaskStats]]  # split -> task name -> stats
+    splits: dict[str, dict[str, TaskStats]]  # split -> task name -> stats (test: loaded at the end)
     published: dict[str, dict[str, dict[str, np.ndarray]]]  # split -> task -> proxy -> scores
+    tasks: dict[str, dict[str, Any]]  # task name -> split -> benchmarks.Task
+    cfg: config_mod.Config
+
+    def load(self, split: str) -> dict[str, TaskStats]:
+        """Stack one split's statistics from the cache (once)."""
+        if split not in self.splits:
+            cache = default_cache_dir(self.cfg)
+            self.splits[split], self.published[split] = {}, {}
+            for name, parts in self.tasks.items():
+                task = parts[split]
+                if len(task) == 0:
+                    continue
+                st = StatsSettings.from_config(self.cfg, task.space, task.dataset)
+                self.splits[split][name] = load_task_stats(task, st, cache)
+                self.published[split][name] = task.published
+        return self.splits[split]
 
 
 def prepare(cfg: config_mod.Config, progress: bool = True) -> SearchData:
-    """Build missing statistics and load every task's splits."""
+    """Build missing statistics and load the evolve and validate splits (test waits for the report)."""
     jobs, by_task = config_jobs(cfg)
-    cache = default_cache_dir(cfg)
-    rep = build_cache(jobs, cache, cfg.data_dir, workers=cfg.stats.workers, progress=progress)
+    rep = build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers, progress=progress)
     if rep.computed:
         print(f"statistics: computed {rep.computed} nets in {rep.seconds:.1f} s, reused {rep.reused}")
-    splits: dict[str, dict[str, TaskStats]] = {"evolve": {}, "validate": {}, "test": {}}
-    published: dict[str, dict[str, dict[str, np.ndarray]]] = {"evolve": {}, "validate": {}, "test": {}}
-    for name, parts in by_task.items():
-        for split, task in parts.items():
-            if len(task) == 0:
-                continue
-            st = StatsSettings.from_config(cfg, task.space, task.dataset)
-            splits[split][name] = load_task_stats(task, st, cache)
-            published[split][name] = task.published
-    return SearchData(splits, published)
+    data = SearchData({}, {}, by_task, cfg)
+    data.load("evolve")
+    data.load("validate")
+    return data
 
 
 def subsample(data: dict[str, TaskStats], n: int | None, rng: np.random.Generator) -> dict[str, list[int]]:
@@ -311,10 +320,11 @@ def test_report(search: Search, st: RunState) -> list[dict[str, Any]]:
     """Hall of fame with test-split Spearman and Kendall per task, next to published baselines."""
     from eznas.fitness import correlation, net_scores, UnitLayout
 
-    test = search.data.splits["test"]
+    test = search.data.load("test")
     pub = search.data.published["test"]
     out = []
-    evaluators = {name: (program.Evaluator(ts.values, search.pset), UnitLayout.of(ts), ts) for name, ts in test.items()}
+    evaluators = {name: (program.Evaluator(ts.values, search.pset, cache_bytes=64 * 2**20), UnitLayout.of(ts), ts)
+                  for name, ts in test.items()}
     for h in st.hall:
         tree = program.parse_infix(h["infix"], search.pset.pset)
         entry = dict(h, size=len(tree), height=tree.height, test={})

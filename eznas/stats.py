@@ -332,13 +332,14 @@ class TaskStats:
     """A task's statistics, stacked for vectorised program evaluation.
 
     ``values`` (rows, 22, R, s, s) float32 with one row per (network, unit) pair, ``net_index``
-    (rows,) the network of each row, ``valid`` the block masks, ``accuracies`` (nets,)."""
+    (rows,) the network of each row, ``accuracies`` (nets,), ``valid`` the block masks (loaded only
+    on request: programs run on the zero-padded values, and the masks would add 25 % memory)."""
 
     name: str
     archs: list[str]
     accuracies: np.ndarray
     values: torch.Tensor
-    valid: torch.Tensor
+    valid: torch.Tensor | None
     net_index: torch.Tensor
 
     @property
@@ -351,10 +352,11 @@ class TaskStats:
         remap[nets_t] = torch.arange(len(nets_t))
         rows = remap[self.net_index] >= 0
         return TaskStats(self.name, [self.archs[i] for i in nets], self.accuracies[np.asarray(nets)],
-                         self.values[rows], self.valid[rows], remap[self.net_index[rows]])
+                         self.values[rows], None if self.valid is None else self.valid[rows],
+                         remap[self.net_index[rows]])
 
 
-def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path) -> TaskStats:
+def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path, masks: bool = False) -> TaskStats:
     vals, valid, idx = [], [], []
     for i, arch in enumerate(task.archs):
         p = entry_path(cache_dir, st, arch)
@@ -365,10 +367,11 @@ def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path) -
         except CorruptEntry as e:
             raise EznasError(f"corrupt statistics cache entry {e}; run `eznas stats CONFIG` to recompute it") from None
         vals.append(torch.from_numpy(v))
-        valid.append(torch.from_numpy(m))
+        if masks:
+            valid.append(torch.from_numpy(m))
         idx.append(torch.full((v.shape[0],), i, dtype=torch.long))
-    return TaskStats(task.name, list(task.archs), task.accuracies.copy(), torch.cat(vals), torch.cat(valid),
-                     torch.cat(idx))
+    return TaskStats(task.name, list(task.archs), task.accuracies.copy(), torch.cat(vals),
+                     torch.cat(valid) if masks else None, torch.cat(idx))
 
 
 # ----------------------------------------------------------------------------- config-level

@@ -165,6 +165,7 @@ def test_load_task_stats_stacks_rows(tmp_path, data_dir):
     st = settings()
     build_cache([(a, st) for a in task.archs], tmp_path, progress=False)
     ts = load_task_stats(task, st, tmp_path)
+    assert ts.valid is None and load_task_stats(task, st, tmp_path, masks=True).valid.shape == ts.values.shape
     counts = [len(units(build("nb201", a, width=4, depth=1))) for a in task.archs]
     assert ts.values.shape == (sum(counts), 22, 4, 4, 4)
     assert torch.equal(torch.bincount(ts.net_index, minlength=3), torch.tensor(counts))

@@ -1,0 +1,82 @@
+"""What makes the search work better: variants of configs/nb201.yaml on the same cached statistics.
+
+Each variant overrides a few `search` keys; every variant runs for the given GP seeds (splits and
+statistics fixed by the config's seed) and reports the best program's test-split Spearman rho per
+task (in-engine) and the search time. Writes experiments/results/search_study.json.
+
+    python experiments/search_study.py --seeds 0 1 --variants base full full-spearman
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eznas import config as config_mod
+from eznas import evolve
+
+VARIANTS: dict[str, dict] = {
+    "base": {},  # EZNAS protocol: 20 nets per task per generation, min Kendall tau
+    "full": {"subsample": None},  # every evolve net every generation (less fitness noise)
+    "full-spearman": {"subsample": None, "fitness": "spearman"},
+    "full-mean": {"subsample": None, "aggregate": "mean"},
+    "full-compact": {"subsample": None, "primitive_set": "compact"},
+    "full-sum": {"subsample": None, "unit_aggregate": "sum"},
+    "full-deep-init": {"subsample": None, "init_min_depth": 3, "init_max_depth": 6},
+}
+OUT = Path("experiments/results/search_study.json")
+
+
+def run(cfg_path: str, name: str, seed: int) -> dict:
+    cfg = config_mod.load(cfg_path)
+    for k, v in VARIANTS[name].items():
+        setattr(cfg.search, k, v)
+    cfg.search.seed = seed
+    config_mod.validate(cfg)
+    run_dir = Path(f"runs/study/{name}-s{seed}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    res = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
+    best = res["hall"][0]
+    return {"variant": name, "seed": seed, "best": best["infix"], "validate": best["validate"],
+            "test_spearman": {t: r["spearman"] for t, r in best["test"].items()},
+            "wall_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/nb201.yaml")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    doc = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}
+    for name in args.variants:
+        for seed in args.seeds:
+            r = run(args.config, name, seed)
+            doc["runs"] = [x for x in doc["runs"] if (x["variant"], x["seed"]) != (name, seed)] + [r]
+            OUT.write_text(json.dumps(doc, indent=2))
+    print(f"{'variant':16s} {'seeds':>5s} " + " ".join(f"{t.split('/')[-1]:>16s}" for t in doc["runs"][0]["test_spearman"])
+          + "  wall s")
+    for name in VARIANTS:
+        rs = [x for x in doc["runs"] if x["variant"] == name]
+        if not rs:
+            continue
+        cells = []
+        for t in rs[0]["test_spearman"]:
+            v = np.array([x["test_spearman"][t] for x in rs])
+            cells.append(f"{v.mean():7.3f} ± {v.std():5.3f}")
+        print(f"{name:16s} {len(rs):5d} " + " ".join(f"{c:>16s}" for c in cells)
+              + f"  {np.mean([x['wall_s'] for x in rs]):6.0f}")
+
+
+if __name__ == "__main__":
+    main()
