@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/nb201.yaml")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--run-dir", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
     ap.add_argument("--out", default=None, help="JSON results (default experiments/results/<run name>.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,7 +57,9 @@ def main() -> None:
     t_search = time.perf_counter() - t1  # includes loading the cached statistics
     state = evolve.load_checkpoint(run_dir)
     t2 = time.perf_counter()
-    base = evaluate(cfg, proxies=["params", "nwot"], out=run_dir / "baselines", progress=False)
+    # baselines on the same test nets; scores are shared with `eznas evaluate configs/nb201.yaml`
+    base = evaluate(cfg, proxies=["params", "nwot"], out=Path("runs/evaluation") / Path(args.config).stem,
+                    progress=False)
     t_base = time.perf_counter() - t2
 
     best = result["hall"][0]

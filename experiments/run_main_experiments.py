@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--setting", choices=list(SETTINGS), default="nb201")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--baselines", nargs="+", default=None, help="default: the config's evaluate.proxies")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg_path = SETTINGS[args.setting]

@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/nb201.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     doc = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}
