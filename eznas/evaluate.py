@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from eznas import benchmarks
 from eznas import config as config_mod
+from eznas.atomic import atomic_write_text
 from eznas.data import make_batches
 from eznas.errors import EznasError
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
@@ -185,10 +186,7 @@ class ScoreCache:
         self.entries[key] = {"score": score if math.isfinite(score) else None, "time": seconds}
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "scores": self.entries}))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "scores": self.entries}))
 
 
 # ----------------------------------------------------------------------------- scoring

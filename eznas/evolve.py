@@ -17,10 +17,8 @@ import csv
 import json
 import math
 import operator
-import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from eznas import config as config_mod
 from eznas import parallel, program
+from eznas.atomic import atomic_write_text
 from eznas.errors import EznasError
 from eznas.fitness import INVALID, ProgramResult
 from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
@@ -104,20 +103,11 @@ def _py_state_from_json(obj: list) -> tuple:
     return (obj[0], tuple(obj[1]), obj[2])
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, st: RunState) -> None:
     obj = {"gen": st.gen, "population": st.population, "fitness": st.fitness, "hall": st.hall,
            "best_validate": st.best_validate, "stale": st.stale, "py_rng": _py_state_to_json(st.py_rng),
            "np_rng": st.np_rng, "log": st.log, "seconds": st.seconds, "evals": st.evals, "done": st.done}
-    _atomic_write(run_dir / "checkpoint.json", json.dumps(obj))
+    atomic_write_text(run_dir / "checkpoint.json", json.dumps(obj))
 
 
 def load_checkpoint(run_dir: Path) -> RunState:
@@ -344,7 +334,7 @@ def test_report(search: Search, st: RunState) -> list[dict[str, Any]]:
 def write_outputs(search: Search, st: RunState) -> dict[str, Any]:
     run_dir = search.run_dir
     hall, baselines = test_report(search, st)
-    _atomic_write(run_dir / "hall_of_fame.json", json.dumps({"hall_of_fame": hall,
+    atomic_write_text(run_dir / "hall_of_fame.json", json.dumps({"hall_of_fame": hall,
                                                              "published_baselines_test": baselines}, indent=2))
     if hall:
         best = program.parse_infix(hall[0]["infix"], search.pset.pset)
@@ -365,7 +355,7 @@ def _plot(run_dir: Path, st: RunState) -> None:
     for key in ("best", "median", "best_validate"):
         ax.plot(g, [r[key] for r in st.log], label=key)
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"fitness")
+    ax.set_ylabel("fitness")
     ax.legend()
     fig.tight_layout()
     fig.savefig(run_dir / "fitness.png", dpi=100)

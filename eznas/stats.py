@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,12 +31,13 @@ from tqdm import tqdm
 import eznas
 from eznas import benchmarks
 from eznas import config as config_mod
+from eznas.atomic import atomic_write
 from eznas.data import Batches, make_batches
 from eznas.errors import EznasError
 from eznas.sketch import SketchIndex, make_index, weight_matrix
 from eznas.spaces import build as build_net
 from eznas.spaces import get_space, units
-from eznas.tensors import FAMILY, INDEX, INPUTS, TENSOR_NAMES
+from eznas.tensors import FAMILY, INDEX, TENSOR_NAMES
 
 FORMAT_VERSION = 1
 _FAMILY_SEED = {"W": 11, "X": 23, "Z": 37, "A": 53}
@@ -216,17 +216,8 @@ def write_entry(path: Path, arch: str, st: StatsSettings, values: torch.Tensor, 
     mask = np.packbits(valid.numpy().reshape(-1))
     meta = np.array(json.dumps({"arch": arch, "settings": st.__dict__, "shape": list(v.shape)}))
     digest = np.array(_digest(stored, scale, mask))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, values=stored, scale=scale, mask=mask, meta=meta, digest=digest)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, values=stored, scale=scale, mask=mask, meta=meta, digest=digest),
+                 binary=True)
     return path.stat().st_size
 
 

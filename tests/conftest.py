@@ -20,8 +20,8 @@ def data_dir() -> Path:
     d = data.data_dir(None)
     missing = [name for name, status in data.verify(d) if status == "missing"]
     if not os.environ.get(data.ENV_VAR):
-        pytest.fail(f"EZNAS_DATA_DIR is not set; point it at the benchmark data (e.g. ../shared/data) "
-                    f"or run `eznas data download`", pytrace=False)
+        pytest.fail("EZNAS_DATA_DIR is not set; point it at the benchmark data (e.g. ../shared/data) "
+                    "or run `eznas data download`", pytrace=False)
     if missing:
         pytest.fail(f"benchmark data missing from {d}: {', '.join(missing)}; run `eznas data download`",
                     pytrace=False)

@@ -17,15 +17,6 @@ from eznas.errors import EznasError
 PROXIES = ["params", "synflow", "nwot"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run far faster single-threaded, above all on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(data_dir: Path, run_dir: Path, **evaluate) -> config.Config:
     return config.from_dict({
         "seed": 0, "data_dir": str(data_dir), "run_dir": str(run_dir),

@@ -21,15 +21,6 @@ EXPECTED = {"params", "flops", "synflow", "snip", "grasp", "fisher", "grad_norm"
             "l2_norm", "plain", "zen", "zico"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run far faster single-threaded, above all on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(arch: str = ARCH, seed: int = 0) -> torch.nn.Module:
     return build("nb201", arch, "cifar10", seed=seed, width=4, depth=1)
 
