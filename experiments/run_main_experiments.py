@@ -57,8 +57,9 @@ def run_seed(cfg_path: str, seed: int, baselines: list[str]) -> dict:
 def table(setting: str, runs: list[dict], baselines: list[str]) -> str:
     tasks = list(runs[0]["per_task"])
     cols = ["evolved"] + baselines
-    lines = [f"**{setting}** — test-split Spearman ρ, mean ± std over seeds {[r['seed'] for r in runs]} "
-             f"(same nets for every proxy; best per task in bold)", "",
+    lines = [f"**{setting}** — test-split Spearman ρ; evolved: mean ± std over GP seeds "
+             f"{[r['seed'] for r in runs]}; baselines: computed once by `eznas evaluate` on the same nets "
+             f"(same batch and initialisation seed); best per task in bold. CIFAR-10 images for every dataset.", "",
              "| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for t in tasks:
         vals = {c: np.array([r["per_task"][t][c] for r in runs], dtype=float) for c in cols}
@@ -66,12 +67,23 @@ def table(setting: str, runs: list[dict], baselines: list[str]) -> str:
         cells = []
         for c in cols:
             v = vals[c]
-            s = f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+            varies = len(v) > 1 and np.nanstd(v) > 1e-9  # baselines: one value, same nets for every seed
+            s = f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if varies else f"{v[0]:.3f}"
             cells.append(f"**{s}**" if c == best else s)
         lines.append(f"| {t} ({runs[0]['nets'][t]} nets) | " + " | ".join(cells) + " |")
     lines += ["", "Search wall time after caching (s): " + ", ".join(f"seed {r['seed']}: {r['search_s']:.0f}" for r in runs),
               "", "Best programs:", ""] + [f"- seed {r['seed']}: `{r['best']}`" for r in runs]
     return "\n".join(lines) + "\n"
+
+
+def rerender() -> None:
+    """Rebuild the markdown of every stored setting (after a change to the table layout)."""
+    doc = json.loads(RESULTS.read_text())
+    for name, v in doc["settings"].items():
+        cfg = config_mod.load(v["config"])
+        v["markdown"] = table(name, v["runs"], cfg.evaluate.proxies)
+    doc["markdown"] = "\n".join(v["markdown"] for v in doc["settings"].values())
+    RESULTS.write_text(json.dumps(doc, indent=2))
 
 
 def main() -> None:
@@ -80,7 +92,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--baselines", nargs="+", default=None, help="default: the config's evaluate.proxies")
     ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
+    ap.add_argument("--rerender", action="store_true", help="only rebuild the tables from the stored runs")
     args = ap.parse_args()
+    if args.rerender:
+        return rerender()
     torch.set_num_threads(args.threads)
     cfg_path = SETTINGS[args.setting]
     baselines = args.baselines or config_mod.load(cfg_path).evaluate.proxies
