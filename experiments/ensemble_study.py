@@ -1,0 +1,72 @@
+"""Ensembles of evolved programs: average the rank of the top-k hall-of-fame programs.
+
+The hall of fame is ordered by validation fitness, so choosing its top k uses no test data. For
+each run directory given, and for the union of the runs' best programs, prints the test-split
+Spearman rho per task of the rank-average ensemble against the single best program.
+
+    python experiments/ensemble_study.py runs/nb201-s0 runs/nb201-s1 runs/nb201-s2 --k 1 3 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from eznas import config as config_mod
+from eznas import program
+from eznas.evolve import SearchData
+from eznas.fitness import UnitLayout, net_scores
+from eznas.metrics import spearman
+from eznas.stats import config_jobs
+
+
+def test_scores(data: SearchData, pset: program.PrimitiveSet, infix: str, how: str) -> dict[str, np.ndarray]:
+    tree = program.parse_infix(infix, pset)
+    out = {}
+    for name, ts in data.load("test").items():
+        ev = program.Evaluator(ts.values, pset, cache_bytes=0)
+        out[name] = net_scores(ev(tree), UnitLayout.of(ts), how)
+    return out
+
+
+def ensemble(members: list[dict[str, np.ndarray]], data: SearchData) -> dict[str, float]:
+    res = {}
+    for name, ts in data.load("test").items():
+        ranks = [rankdata(np.nan_to_num(m[name], nan=-np.inf)) for m in members]
+        res[name] = spearman(np.mean(ranks, axis=0), ts.accuracies)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = config_mod.load(Path(args.runs[0]) / "config.yaml")
+    _, by_task = config_jobs(cfg, splits=())
+    data = SearchData({}, {}, by_task, cfg)
+    pset = program.load_primitive_set(cfg.search.primitive_set)
+    out: dict[str, dict] = {}
+    bests = []
+    for run in args.runs:
+        hall = json.loads((Path(run) / "hall_of_fame.json").read_text())["hall_of_fame"]
+        members = [test_scores(data, pset, h["infix"], cfg.search.unit_aggregate) for h in hall[:max(args.k)]]
+        bests.append(members[0])
+        for k in args.k:
+            r = ensemble(members[:k], data)
+            out[f"{Path(run).name} top-{k}"] = r
+    out["best of each run"] = ensemble(bests, data)
+    tasks = list(next(iter(out.values())))
+    print(f"{'ensemble':24s} " + " ".join(f"{t.split('/')[-1]:>15s}" for t in tasks))
+    for name, r in out.items():
+        print(f"{name:24s} " + " ".join(f"{r[t]:15.3f}" for t in tasks))
+    Path("experiments/results/ensemble_study.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
