@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--batch-size", type=int, default=64)
     sc.add_argument("--data-dir", default=None)
-    sc.add_argument("--trust", action="store_true", help="allow loading a proxy file from outside trusted locations")
+    sc.add_argument("--trust", action="store_true", help="run the proxy file as Python (otherwise it is only parsed, never executed)")
     sc.set_defaults(func=_lazy("eznas.export", "cmd_score"))
 
     b = sub.add_parser("bench", help="build a small benchmark of your own")
