@@ -188,3 +188,16 @@ def test_config_errors_are_one_line(tmp_path, change, message, data_dir):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("eznas: error:") and message in lines[0], out.stderr
+
+
+def test_same_seed_identical_from_fresh_statistics(tmp_path, data_dir):
+    """Determinism end to end: statistics recomputed from scratch give the same hall of fame."""
+    halls = []
+    for name in ("one", "two"):
+        raw = tiny_config(tmp_path / name, generations=2)
+        raw["stats"]["cache_dir"] = str(tmp_path / name / "cache")
+        raw["run_dir"] = str(tmp_path / name / "run")
+        cfg = config_mod.from_dict(raw)
+        evolve.run(cfg, Path(cfg.run_dir), progress=False)
+        halls.append(json.loads((Path(cfg.run_dir) / "hall_of_fame.json").read_text()))
+    assert halls[0] == halls[1]
