@@ -77,6 +77,26 @@ class EvaluateConfig:
     proxies: list[str] = field(default_factory=lambda: ["params", "flops", "synflow", "snip", "nwot", "zico"])
     published: bool = False
     batch_size: int = 64
+    after_search: bool = False  # evolve: export the best program and evaluate it beside the proxies
+
+
+@dataclass
+class BenchConfig:
+    """``eznas bench build``: sample ``archs`` architectures of ``space`` (seeded by the top-level
+    ``seed``), train each once per training seed on ``dataset``, write the benchmark to ``out``."""
+
+    space: str = "nb201"
+    dataset: str = "digits"  # a name of eznas.datasets: digits, cifar10, or npz:PATH
+    archs: int = 150
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    width: int | None = 8  # None: the space's default
+    depth: int | None = 1  # None: the space's default
+    out: str = "benchmarks/bench.json"
+    workers: int = 1
 
 
 @dataclass
@@ -90,6 +110,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     source: str | None = None  # the YAML file this came from
 
 
@@ -107,7 +128,8 @@ POSITIVE: tuple[str, ...] = (
     "search.population", "search.offspring", "search.generations", "search.tournament",
     "search.max_depth", "search.init_min_depth", "search.init_max_depth", "search.hall_of_fame",
     "search.workers", "search.subsample", "search.patience", "network.width", "network.depth",
-    "evaluate.batch_size",
+    "evaluate.batch_size", "bench.archs", "bench.epochs", "bench.batch_size", "bench.width", "bench.depth",
+    "bench.workers",
 )
 
 
@@ -216,7 +238,21 @@ def validate(cfg: Config) -> Config:
         raise EznasError("config key 'stats.noise_scale': must be >= 0")
     if not cfg.tasks:
         raise EznasError("config key 'tasks': at least one task is needed")
+    _validate_bench(cfg.bench)
     return cfg
+
+
+def _validate_bench(b: BenchConfig) -> None:
+    if not b.seeds:
+        raise EznasError("config key 'bench.seeds': at least one training seed is needed")
+    if len(set(b.seeds)) != len(b.seeds) or min(b.seeds) < 0:
+        raise EznasError(f"config key 'bench.seeds': seeds must be distinct and >= 0, got {b.seeds}")
+    if not b.lr > 0:
+        raise EznasError(f"config key 'bench.lr': must be > 0, got {b.lr}")
+    if b.weight_decay < 0:
+        raise EznasError(f"config key 'bench.weight_decay': must be >= 0, got {b.weight_decay}")
+    if not b.out.strip():
+        raise EznasError("config key 'bench.out': a file path is needed")
 
 
 def from_dict(data: Any, source: str | None = None) -> Config:

@@ -13,6 +13,7 @@ over the cached tensors -> run directory::
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -395,7 +396,28 @@ def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: b
     finally:
         search.close()
     print_summary(result, st)
+    if cfg.evaluate.after_search and result["hall"]:
+        result["evaluation"] = export_and_evaluate(cfg, run_dir, progress)
     return result
+
+
+def export_and_evaluate(cfg: config_mod.Config, run_dir: Path, progress: bool = True) -> Any:
+    """Export the best program to RUN_DIR/proxy.py and score it with the config's baselines on the
+    held-out split (statistics recomputed by the exported module, as a user would run it)."""
+    from eznas.evaluate import evaluate
+    from eznas.export import export_proxy
+
+    res = export_proxy(run_dir, run_dir / "proxy.py")
+    print(f"exported the best program to {res.out} (simplified: {res.simplified})")
+    same_batch = copy.deepcopy(cfg)
+    same_batch.evaluate.batch_size = cfg.stats.batch_size  # the batch size the program was evolved with
+    ev = evaluate(same_batch, proxies=[*cfg.evaluate.proxies, str(res.out)], out=run_dir / "evaluation",
+                  progress=progress)
+    print(f"held-out ({cfg.evaluate.split} split) Spearman rho:")
+    for task, metrics in ev.per_task.items():
+        cells = ", ".join(f"{label} {m['spearman']:.3f}" for label, m in metrics.items())
+        print(f"  {task}: {cells}")
+    return ev
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:

@@ -64,7 +64,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -76,6 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import eznas
+from eznas.atomic import atomic_write_text
 from eznas import primitives as prim_mod
 from eznas import simplify as simp
 from eznas import sketch as sketch_mod
@@ -782,18 +782,6 @@ def _provenance(run: _Run, rank: int, entry: dict[str, Any]) -> dict[str, Any]:
             "eznas_version": eznas.__version__}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class ExportResult:
     out: Path
@@ -814,11 +802,11 @@ def export_proxy(run_dir: str | os.PathLike, out: str | os.PathLike, rank: int =
     meta = {"format": FORMAT, "expression": simp.to_infix(expr), "raw_expression": raw_text,
             "latex": simp.to_latex(expr), "settings": asdict(st), "provenance": _provenance(run, rank, entry)}
     out_path = Path(out).expanduser()
-    _atomic_write(out_path, module_source(expr, meta, st))
+    atomic_write_text(out_path, module_source(expr, meta, st))
     stem = "best" if rank == 1 else f"rank{rank}"
     files = [run.path / f"{stem}.txt", run.path / f"{stem}.tex", run.path / f"{stem}_simplified.txt"]
     for path, text in zip(files, (raw_text, meta["latex"], meta["expression"])):
-        _atomic_write(path, text + "\n")
+        atomic_write_text(path, text + "\n")
     return ExportResult(out_path, raw_text, meta["expression"], meta["latex"], files)
 
 

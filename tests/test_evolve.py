@@ -201,3 +201,19 @@ def test_same_seed_identical_from_fresh_statistics(tmp_path, data_dir):
         evolve.run(cfg, Path(cfg.run_dir), progress=False)
         halls.append(json.loads((Path(cfg.run_dir) / "hall_of_fame.json").read_text()))
     assert halls[0] == halls[1]
+
+
+def test_after_search_exports_and_evaluates(tmp_path, data_dir):
+    raw = tiny_config(tmp_path, generations=1)
+    raw["run_dir"] = str(tmp_path / "after")
+    raw["evaluate"] = {"proxies": ["params"], "after_search": True}
+    cfg = config_mod.from_dict(raw)
+    result = evolve.run(cfg, Path(cfg.run_dir), progress=False)
+    run_dir = Path(cfg.run_dir)
+    assert (run_dir / "proxy.py").is_file()
+    table = json.loads((run_dir / "evaluation" / "results.json").read_text())["tasks"]
+    assert set(table) == {"nb201/cifar10", "nb201/cifar100"}
+    for metrics in table.values():
+        assert set(metrics) == {"params", "proxy"}
+        assert -1.0 <= metrics["proxy"]["spearman"] <= 1.0
+    assert result["evaluation"].labels == ["params", "proxy"]
