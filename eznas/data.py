@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eznas import datasets
 from eznas.errors import EznasError
 
 ENV_VAR = "EZNAS_DATA_DIR"
@@ -150,7 +151,8 @@ def _cifar10_from_tar(tar_path: Path, dest: Path) -> None:
                 names = [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]]
     out = {k: np.concatenate(v) for k, v in arrays.items()}
     out["class_names"] = np.array(names or [str(i) for i in range(10)])
-    np.savez(dest, **out)
+    with open(dest, "wb") as fh:  # a path without .npz would get the suffix appended
+        np.savez(fh, **out)
 
 
 def download(root: str | os.PathLike | None = None, force: bool = False, log=print) -> None:
@@ -211,9 +213,11 @@ class Batches:
         return [("D", self.D), ("N", self.N), ("P", self.P)]
 
 
-def normalise(images: np.ndarray, dataset: str, size: int | None = None) -> torch.Tensor:
-    """uint8 (n, h, w, 3) -> float (n, 3, size, size), normalised with the dataset's mean/std."""
-    mean, std = MEAN_STD.get(dataset, MEAN_STD["cifar10"])
+def normalise(images: np.ndarray, dataset: str, size: int | None = None,
+              mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> torch.Tensor:
+    """uint8 (n, h, w, 3) -> float (n, 3, size, size), normalised with the dataset's mean/std
+    (or ``mean_std`` when given)."""
+    mean, std = mean_std or MEAN_STD.get(dataset, MEAN_STD["cifar10"])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     if size is not None and size != x.shape[-1]:
@@ -232,15 +236,23 @@ def make_batches(
 ) -> Batches:
     """D: ``batch_size`` real CIFAR-10 images chosen by ``seed``; N: standard Gaussian noise of the
     same shape; P: D + noise_scale * Gaussian. Targets are the images' CIFAR-10 labels (valid for
-    any class count >= 10; folded modulo ``num_classes`` for fewer), used for D, N and P alike."""
+    any class count >= 10; folded modulo ``num_classes`` for fewer), used for D, N and P alike.
+    A dataset of :mod:`eznas.datasets` other than cifar10 (``digits``, ``npz:PATH``) draws D from
+    its own train images and labels instead, normalised with its mean/std, at its own size."""
     if batch_size < 1:
         raise EznasError(f"batch size must be >= 1, got {batch_size}")
-    images, labels = load_images(root, "train")
+    own = None
+    if dataset != "cifar10" and datasets.is_dataset(dataset):
+        own = datasets.load_dataset(dataset, root)
+        images, labels = own.train_images, own.train_labels
+        size = size or own.size
+    else:
+        images, labels = load_images(root, "train")
     if batch_size > len(images):
         raise EznasError(f"batch size {batch_size} exceeds the {len(images)} images available")
     g = torch.Generator().manual_seed(int(seed))
     idx = torch.randperm(len(images), generator=g)[:batch_size].numpy()
-    D = normalise(images[idx], dataset, size or image_size(dataset))
+    D = normalise(images[idx], dataset, size or image_size(dataset), (own.mean, own.std) if own else None)
     N = torch.randn(D.shape, generator=g)
     P = D + noise_scale * torch.randn(D.shape, generator=g)
     targets = torch.from_numpy(labels[idx] % num_classes).long()

@@ -171,3 +171,52 @@ def test_cli_spaces_verify_subprocess(data_dir):
                           "--dataset", "cifar10", "--limit", "20"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "checked 20, matched 20" in out.stdout
+
+
+def _fake_cifar_tar(tmp_path):
+    import hashlib
+    import io
+    import pickle
+    import tarfile
+
+    tar_path = tmp_path / "cifar.tar.gz"
+    rng = np.random.default_rng(0)
+    with tarfile.open(tar_path, "w:gz") as tar:
+        def add(name, obj):
+            raw = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+        for i in range(1, 3):
+            add(f"data_batch_{i}", {b"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8), b"labels": [i] * 4})
+        add("test_batch", {b"data": rng.integers(0, 255, (3, 3072), dtype=np.uint8), b"labels": [7, 8, 9]})
+        add("batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
+    return tar_path, hashlib.md5(tar_path.read_bytes()).hexdigest()
+
+
+def test_download_checks_hashes_and_converts_cifar(tmp_path, monkeypatch):
+    """`eznas data download` from (local file://) sources: checksums enforced, CIFAR-10 converted."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "zc.json").write_text('{"cifar10": {}}')
+    tar_path, md5 = _fake_cifar_tar(src)
+    good = data.DataFile("naslib/zc_nasbench201.json", (src / "zc.json").as_uri(), data.sha256(src / "zc.json"))
+    cifar = data.DataFile("cifar10_subset.npz", tar_path.as_uri(), None, "cifar10")
+    monkeypatch.setattr(data, "FILES", {good.name: good, cifar.name: cifar})
+    monkeypatch.setattr(data, "CIFAR10_TAR_MD5", md5)
+    dest = tmp_path / "data"
+    data.download(dest, log=lambda m: None)
+    assert dict(data.verify(dest)) == {good.name: "ok", cifar.name: "present"}
+    imgs, labels = data.load_images(dest, "test")
+    assert imgs.shape == (3, 32, 32, 3) and labels.tolist() == [7, 8, 9]
+    train, tl = data.load_images(dest, "train")
+    assert train.shape == (8, 32, 32, 3) and tl.tolist() == [1] * 4 + [2] * 4
+    bad = data.DataFile("naslib/zc_nasbench201.json", (src / "zc.json").as_uri(), "0" * 64)
+    monkeypatch.setattr(data, "FILES", {bad.name: bad})
+    with pytest.raises(EznasError, match="checksum mismatch"):
+        data.download(tmp_path / "other", log=lambda m: None)
+    assert not (tmp_path / "other" / bad.name).exists()  # nothing half-written is left
+    monkeypatch.setattr(data, "CIFAR10_TAR_MD5", "0" * 32)
+    monkeypatch.setattr(data, "FILES", {cifar.name: cifar})
+    with pytest.raises(EznasError, match="CIFAR-10 archive checksum mismatch"):
+        data.download(tmp_path / "third", log=lambda m: None)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from eznas import datasets as _datasets
 from eznas.errors import EznasError
 from eznas.spaces.common import ConvBNReLU, ReLUConvBN, Unit, count_params, units
 
@@ -22,6 +23,11 @@ __all__ = ["SearchSpace", "get_space", "register", "space_names", "build", "unit
 _MODULES = {"nb201": "nb201", "nb101": "nb101", "nb301": "darts", "tnb_micro": "tnb"}
 _ALIASES = {"darts": "nb301", "tnb101_micro": "tnb_micro", "transbench101_micro": "tnb_micro"}
 _REGISTRY: dict[str, "SearchSpace"] = {}
+
+
+def _image_dataset(dataset: str) -> bool:
+    """A dataset of the registry in :mod:`eznas.datasets` other than cifar10 (which spaces list)."""
+    return dataset != "cifar10" and _datasets.is_dataset(dataset)
 
 
 class SearchSpace:
@@ -45,11 +51,16 @@ class SearchSpace:
         raise NotImplementedError
 
     def input_size(self, dataset: str) -> int:
-        """Side of the square input images used for this dataset."""
+        """Side of the square input images used for this dataset (a dataset of
+        :mod:`eznas.datasets` the space does not list, e.g. ``digits``: its own image size)."""
+        if dataset not in self.classes and _image_dataset(dataset):
+            return _datasets.load_dataset(dataset).size
         return 16 if dataset == "ImageNet16-120" else 32
 
     def num_classes(self, dataset: str) -> int:
         if dataset not in self.classes:
+            if _image_dataset(dataset):  # e.g. 'digits' or 'npz:PATH' for a benchmark of your own
+                return _datasets.load_dataset(dataset).num_classes
             raise EznasError(f"space {self.name} has no dataset '{dataset}'; valid: {', '.join(self.classes)}")
         return self.classes[dataset]
 
