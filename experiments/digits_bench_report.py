@@ -5,7 +5,8 @@ Reads a benchmark written by `eznas bench build` (default: benchmarks/digits-nb2
 spread of their accuracies (min / median / max, std), the Spearman rank correlation between the
 accuracies of the first two training seeds (over all archs, and over the NB201 archs whose
 output is reachable from the input through non-`none` edges), the Spearman correlation of
-parameter count with accuracy, and the build time from the file's metadata.
+parameter count (and of each op's count in the cell) with accuracy, and the build time from the
+file's metadata (mean seconds per training x trainings, i.e. one worker).
 
     python experiments/digits_bench_report.py [--bench PATH] [--out experiments/results/digits_bench.json]
 """
@@ -21,7 +22,7 @@ from scipy.stats import spearmanr
 
 from eznas.bench import iter_records
 from eznas.spaces import parse_ints
-from eznas.spaces.nb201 import EDGES
+from eznas.spaces.nb201 import EDGES, OPS
 
 NONE_OP = 1  # NB201 op index of `none`
 
@@ -40,6 +41,12 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     return float(spearmanr(a, b)[0])
+
+
+def _op_counts(archs: list[str], acc: np.ndarray) -> dict[str, float | None]:
+    """Spearman of each NB201 op's count in the cell with accuracy (what the budget rewards)."""
+    ops = np.array([parse_ints(a, "nb201") for a in archs])
+    return {name: _spearman((ops == i).sum(1).astype(float), acc) for i, name in enumerate(OPS)}
 
 
 def _spread(acc: np.ndarray) -> dict[str, float]:
@@ -67,6 +74,7 @@ def report(path: Path) -> dict[str, Any]:
         "seed_spearman_reachable": _spearman(seeds[reach, 0], seeds[reach, 1]) if seeds.shape[1] == 2 else None,
         "seed_mean_abs_diff": float(np.abs(seeds[:, 0] - seeds[:, 1]).mean()) if seeds.shape[1] == 2 else None,
         "params_spearman": _spearman(params, acc),
+        "op_count_spearman": _op_counts(archs, acc) if meta["space"] == "nb201" else None,
         "params_spearman_reachable": _spearman(params[reach], acc[reach]),
         "seconds_per_training": per,
         "build_minutes_one_worker": round(per * n_train / 60, 1) if per else None,
@@ -93,6 +101,8 @@ def main() -> None:
     print(f"seed agreement: Spearman {_fmt(r['seed_spearman'])} (reachable only {_fmt(r['seed_spearman_reachable'])}), "
           f"mean |seed 0 - seed 1| {_fmt(r['seed_mean_abs_diff'])} points")
     print(f"params vs accuracy: Spearman {_fmt(r['params_spearman'])} (reachable only {_fmt(r['params_spearman_reachable'])})")
+    if r["op_count_spearman"]:
+        print("op count vs accuracy: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["op_count_spearman"].items()))
     if r["build_minutes_one_worker"] is not None:
         print(f"build: {r['seconds_per_training']:.2f} s per training, {r['build_minutes_one_worker']} min on one worker")
     out = Path(args.out)

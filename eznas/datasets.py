@@ -55,7 +55,7 @@ class ImageDataset:
         return (self.train_images, self.train_labels) if name == "train" else (self.test_images, self.test_labels)
 
 
-Loader = Callable[["str | os.PathLike | None"], ImageDataset]
+Loader = Callable[[str | os.PathLike | None], ImageDataset]
 _LOADERS: dict[str, Loader] = {}
 _CACHE: dict[tuple[str, str], ImageDataset] = {}
 
