@@ -37,7 +37,10 @@ def make_op(op: int, c: int) -> nn.Module:
 
 
 class Cell(nn.Module):
-    """A 4-node DAG cell; node j sums op(i→j)(node i) over i < j. Used by NB201 and TNB micro."""
+    """A 4-node DAG cell; node j sums op(i→j)(node i) over i < j (edges in ``edge_order``).
+    TNB micro's cell subclasses it with its own edge order and ops."""
+
+    edge_order: tuple[tuple[int, int], ...] = EDGES
 
     def __init__(self, ops: tuple[int, ...], c: int, op_factory=make_op) -> None:
         super().__init__()
@@ -46,7 +49,7 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for j in range(1, 4):
-            nodes.append(sum(self.edges[k](nodes[i]) for k, (i, jj) in enumerate(EDGES) if jj == j))
+            nodes.append(sum(self.edges[k](nodes[i]) for k, (i, jj) in enumerate(self.edge_order) if jj == j))
         return nodes[3]
 
 

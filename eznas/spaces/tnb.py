@@ -82,6 +82,7 @@ from torch import nn
 from eznas.errors import EznasError
 from eznas.spaces import SearchSpace, parse_ints, register
 from eznas.spaces.common import ReLUConvBN
+from eznas.spaces.nb201 import Cell
 
 OPS = ("zero", "skip_connect", "relu_conv_bn_1x1", "relu_conv_bn_3x3")
 #: key position -> (from node, to node), TNB's order of the digits in ``a_bc_def``
@@ -139,21 +140,17 @@ def make_op(op: int, c_in: int, c_out: int, stride: int) -> nn.Module:
     return ReLUConvBN(c_in, c_out, kernel, stride, kernel // 2)
 
 
-class MicroCell(nn.Module):
-    """TNB's micro cell: node j sums op(i -> j)(node i) over i < j; returns node 3. Edges leaving
+class MicroCell(Cell):
+    """TNB's micro cell: NB201's DAG evaluation on TNB's edge order; returns node 3. Edges leaving
     node 0 map ``c_in -> c_out`` with ``stride``, the others ``c_out -> c_out``, stride 1."""
 
+    edge_order = EDGES
+
     def __init__(self, ops: tuple[int, ...], c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.edges = nn.ModuleList(
             make_op(o, c_in, c_out, stride) if i == 0 else make_op(o, c_out, c_out, 1)
             for o, (i, _) in zip(ops, EDGES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for j in range(1, 4):
-            nodes.append(sum(self.edges[k](nodes[i]) for k, (i, jj) in enumerate(EDGES) if jj == j))
-        return nodes[3]
 
 
 # ----------------------------------------------------------------------------- encoder
