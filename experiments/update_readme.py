@@ -118,7 +118,10 @@ def main_results_block() -> str:
     r = _load("main_results.json")
     if not r:
         return "### Evolved proxies against every baseline\n\n" + _missing("run_main_experiments.py")
-    return "### Evolved proxies against every baseline\n\n" + r.get("markdown", "") + _targets(r) + "\n"
+    missing = [name for name in ("nb201", "all-spaces") if name not in r.get("settings", {})]
+    todo = "".join(f"\n_Setting `{m}` not run yet: `python experiments/run_main_experiments.py --setting {m}`._\n"
+                   for m in missing)
+    return "### Evolved proxies against every baseline\n\n" + r.get("markdown", "") + _targets(r) + todo + "\n"
 
 
 def render() -> str:
