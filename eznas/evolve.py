@@ -7,7 +7,7 @@ over the cached tensors -> run directory::
     log.csv              one row per generation
     checkpoint.json      population (infix) + fitness + RNG states + hall of fame, every generation
     hall_of_fame.json    best programs by validation fitness, with test-split correlations
-    best.txt / best.tex  the best program as one-line infix and LaTeX
+    best.txt             the best program as one-line infix (`eznas export` adds LaTeX)
     fitness.png          fitness over generations
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from deap import base, creator, gp, tools
+from deap import algorithms, base, creator, gp, tools
 from tqdm import tqdm
 
 from eznas import config as config_mod
@@ -70,13 +70,6 @@ def _mutate(ind: gp.PrimitiveTree, expr: Any, pset: gp.PrimitiveSetTyped) -> tup
     if r < 0.85:
         return gp.mutNodeReplacement(ind, pset=pset)
     return gp.mutShrink(ind)
-
-
-def var_or(population: list, toolbox: base.Toolbox, lambda_: int, cxpb: float, mutpb: float) -> list:
-    """DEAP's varOr (offspring by crossover, mutation or reproduction)."""
-    from deap.algorithms import varOr
-
-    return varOr(population, toolbox, lambda_, cxpb, mutpb)
 
 
 # ----------------------------------------------------------------------------- state
@@ -252,7 +245,7 @@ class Search:
             parents = [self._tree(s) for s in st.population]
             for ind, f in zip(parents, st.fitness):
                 ind.fitness.values = (f,)
-            offspring = var_or(parents, self.toolbox, sc.offspring, sc.cxpb, sc.mutpb)
+            offspring = algorithms.varOr(parents, self.toolbox, sc.offspring, sc.cxpb, sc.mutpb)
             nets = subsample(self.data.splits["evolve"], sc.subsample, np_rng)
             if sc.subsample is not None:  # fresh nets: everybody is judged on the same sample
                 todo = parents + offspring
@@ -307,7 +300,7 @@ class Search:
 
 
 # ----------------------------------------------------------------------------- reporting
-def test_report(search: Search, st: RunState) -> list[dict[str, Any]]:
+def test_report(search: Search, st: RunState) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Hall of fame with test-split Spearman and Kendall per task, next to published baselines."""
     from eznas.fitness import correlation, net_scores, UnitLayout
 
@@ -338,9 +331,7 @@ def write_outputs(search: Search, st: RunState) -> dict[str, Any]:
     atomic_write_text(run_dir / "hall_of_fame.json", json.dumps({"hall_of_fame": hall,
                                                              "published_baselines_test": baselines}, indent=2))
     if hall:
-        best = program.parse_infix(hall[0]["infix"], search.pset.pset)
         (run_dir / "best.txt").write_text(hall[0]["infix"] + "\n")
-        (run_dir / "best.tex").write_text(program.to_latex(best) + "\n") if hasattr(program, "to_latex") else None
     _plot(run_dir, st)
     return {"hall": hall, "baselines": baselines}
 

@@ -13,7 +13,7 @@ from eznas.errors import EznasError
 from eznas.fitness import ProgramResult, UnitLayout, aggregate, correlation, net_scores
 
 _STATE: dict[str, Any] = {}
-_EVALUATORS: dict[str, tuple[Any, dict[str, tuple[Any, ...]]]] = {}
+_EVALUATORS: dict[str, tuple[Any, tuple[Any, dict[str, tuple[Any, ...]]]]] = {}
 
 
 def _set_state(state: dict[str, Any]) -> None:
@@ -38,9 +38,9 @@ def _evaluators(state: dict[str, Any], split: str, nets: dict[str, list[int]] | 
     evs = {}
     for name, ts in state[split].items():
         sub = ts if nets is None else ts.subset(nets[name])
-        evs[name] = (program.Evaluator(sub.values, pset), UnitLayout.of(sub), sub.accuracies, pset)
-    _EVALUATORS[split] = (key, evs)
-    return evs
+        evs[name] = (program.Evaluator(sub.values, pset), UnitLayout.of(sub), sub.accuracies)
+    _EVALUATORS[split] = (key, (pset, evs))
+    return pset, evs
 
 
 def evaluate_programs(state: dict[str, Any], infixes: list[str], split: str,
@@ -50,13 +50,18 @@ def evaluate_programs(state: dict[str, Any], infixes: list[str], split: str,
     from eznas import program
 
     opts = state["options"]
-    evs = _evaluators(state, split, nets)
+    pset, evs = _evaluators(state, split, nets)
     out = []
     for inf in infixes:
         per_task: dict[str, float] = {}
-        for name, (ev, layout, acc, pset) in evs.items():
+        try:
+            tree = program.parse_infix(inf, pset.pset)  # once per program, not once per task
+        except Exception:  # noqa: BLE001 - an unparsable program is invalid on every task
+            tree = None
+        for name, (ev, layout, acc) in evs.items():
             try:
-                tree = program.parse_infix(inf, pset.pset)
+                if tree is None:
+                    raise ValueError("unparsable program")
                 scores = net_scores(ev(tree), layout, opts["unit_aggregate"])
                 per_task[name] = correlation(scores, acc, opts["kind"])
             except Exception:  # noqa: BLE001 - a broken program must not stop a generation
