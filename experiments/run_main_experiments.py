@@ -1,12 +1,23 @@
-"""Evolved proxies against every baseline: the results table of the README.
+"""Evolved proxies against every baseline: the results tables of the README.
 
-For each setting (a config) and seed: run the search (statistics cached), then score the test
-split of every task with every baseline (`eznas evaluate`, same nets, same batch, same seed) and
-put the evolved proxy's test-split correlations (in-engine, from `hall_of_fame.json`) beside them.
-Writes experiments/results/main_results.json (with a markdown table) and prints the table.
+Settings (recorded seeds; splits, networks and statistics are fixed by each config's `seed`, the GP
+seed varies):
+
+* ``nb201``      — evolve on NB201 (3 datasets), test on their test splits (configs/nb201.yaml);
+* ``all-spaces`` — evolve on NB201 + NB101 + NB301 + TNB-micro together (configs/all-spaces.yaml);
+* ``transfer``   — the ``nb201`` runs' programs, unchanged, on the NB101 / NB301 / TNB-micro test
+  splits of configs/all-spaces.yaml (`eznas transfer`), beside the all-spaces programs and the
+  baselines on the same nets.
+
+For each setting and seed: statistics (cached), the search, then `eznas evaluate` scores the same
+test nets with every baseline once (score cache under experiments/results/evaluation/<config>, so
+a rerun or another setting on the same nets recomputes nothing). Wall times of each step are
+recorded. Writes experiments/results/main_results.json; `python experiments/update_readme.py`
+turns it into the README's tables.
 
     python experiments/run_main_experiments.py --setting nb201 --seeds 0 1 2
-    python experiments/update_readme.py
+    python experiments/run_main_experiments.py --setting all-spaces --seeds 0 1 2
+    python experiments/run_main_experiments.py --setting transfer --seeds 0 1 2
 """
 from __future__ import annotations
 
@@ -24,15 +35,23 @@ from eznas import config as config_mod
 from eznas import evolve
 from eznas.evaluate import evaluate
 from eznas.stats import build_cache, config_jobs, default_cache_dir
+from eznas.transfer import transfer
 
-SETTINGS = {"nb201": "configs/nb201.yaml", "all-spaces": "configs/all-spaces.yaml"}
+SETTINGS = {"nb201": "configs/nb201.yaml", "all-spaces": "configs/all-spaces.yaml",
+            "transfer": "configs/all-spaces.yaml"}
+TRANSFER_SOURCE = "nb201"  # the transfer setting scores this setting's runs on the other spaces
 RESULTS = Path("experiments/results/main_results.json")
+EVAL_DIR = Path("experiments/results/evaluation")
 
 
-def run_seed(cfg_path: str, seed: int, baselines: list[str]) -> dict:
+def run_dir_of(cfg_path: str, seed: int) -> Path:
+    return Path(f"{config_mod.load(cfg_path).run_dir}-s{seed}")
+
+
+def run_seed(cfg_path: str, seed: int) -> dict:
     cfg = config_mod.load(cfg_path)
-    cfg.search.seed = seed  # splits, networks and statistics keep the config's seed; the GP varies
-    run_dir = Path(f"{cfg.run_dir}-s{seed}")
+    cfg.search.seed = seed
+    run_dir = run_dir_of(cfg_path, seed)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     cfg.run_dir = str(run_dir)
@@ -43,47 +62,70 @@ def run_seed(cfg_path: str, seed: int, baselines: list[str]) -> dict:
     t1 = time.perf_counter()
     result = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
     t_search = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    base = evaluate(cfg, proxies=baselines, out=Path("runs/evaluation") / Path(cfg_path).stem,
-                    progress=sys.stderr.isatty())  # same nets for every seed: scores come from the cache
-    t_eval = time.perf_counter() - t2
     best = result["hall"][0]
-    per_task = {t: {"evolved": r["spearman"], **{b: base.per_task[t][b]["spearman"] for b in baselines}}
-                for t, r in best["test"].items()}
-    return {"seed": seed, "best": best["infix"], "per_task": per_task, "statistics_s": t_stats,
-            "search_s": t_search, "baselines_s": t_eval, "nets": {t: r["nets"] for t, r in best["test"].items()}}
+    return {"seed": seed, "best": best["infix"], "run_dir": str(run_dir), "statistics_s": t_stats,
+            "search_s": t_search, "per_task": {t: {"evolved": r["spearman"]} for t, r in best["test"].items()},
+            "kendall": {t: r["kendall"] for t, r in best["test"].items()},
+            "nets": {t: r["nets"] for t, r in best["test"].items()}}
 
 
-def table(setting: str, runs: list[dict], baselines: list[str]) -> str:
+def transfer_seed(cfg_path: str, seed: int) -> dict:
+    src_cfg = SETTINGS[TRANSFER_SOURCE]
+    run_dir = run_dir_of(src_cfg, seed)
+    seen = tuple(f"{t.space}/{t.dataset}" for t in config_mod.load(src_cfg).tasks)
+    t0 = time.perf_counter()
+    rep = transfer(run_dir, cfg_path, progress=sys.stderr.isatty(), skip_tasks=seen)
+    best = rep["hall_of_fame"][0]
+    return {"seed": seed, "best": best["infix"], "run_dir": str(run_dir), "statistics_s": 0.0,
+            "search_s": 0.0, "transfer_s": time.perf_counter() - t0,
+            "per_task": {t: {"evolved": r["spearman"]} for t, r in best["tasks"].items()},
+            "kendall": {t: r["kendall"] for t, r in best["tasks"].items()},
+            "nets": {t: r["nets"] for t, r in best["tasks"].items()}}
+
+
+def baselines(cfg_path: str, proxies: list[str]) -> tuple[dict[str, dict[str, float]], float]:
+    """Spearman rho of every baseline on the config's test nets (computed once, then cached)."""
+    cfg = config_mod.load(cfg_path)
+    t0 = time.perf_counter()
+    res = evaluate(cfg, proxies=proxies, out=EVAL_DIR / Path(cfg_path).stem, progress=sys.stderr.isatty())
+    return {t: {b: res.per_task[t][b]["spearman"] for b in proxies} for t in res.per_task}, time.perf_counter() - t0
+
+
+def _cell(v: np.ndarray) -> str:
+    return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], baseline_names: list[str],
+          extra: dict[str, dict[str, np.ndarray]] | None = None) -> str:
+    """Markdown: one row per task; evolved columns (mean ± std over seeds) then the baselines."""
     tasks = list(runs[0]["per_task"])
-    cols = ["evolved"] + baselines
+    extra = extra or {}
+    evolved_label = "evolved on NB201 (transfer)" if setting == "transfer" else "evolved"
+    cols = [evolved_label, *extra, *baseline_names]
     lines = [f"**{setting}** — test-split Spearman ρ; evolved: mean ± std over GP seeds "
-             f"{[r['seed'] for r in runs]}; baselines: computed once by `eznas evaluate` on the same nets "
+             f"{[r['seed'] for r in runs]}; baselines: `eznas evaluate` on the same nets "
              f"(same batch and initialisation seed); best per task in bold. CIFAR-10 images for every dataset.", "",
              "| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for t in tasks:
-        vals = {c: np.array([r["per_task"][t][c] for r in runs], dtype=float) for c in cols}
-        best = max(cols, key=lambda c: np.nanmean(vals[c]))
-        cells = []
-        for c in cols:
-            v = vals[c]
-            varies = len(v) > 1 and np.nanstd(v) > 1e-9  # baselines: one value, same nets for every seed
-            s = f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if varies else f"{v[0]:.3f}"
-            cells.append(f"**{s}**" if c == best else s)
+        vals = {evolved_label: np.array([r["per_task"][t]["evolved"] for r in runs], dtype=float)}
+        vals.update({c: np.asarray(v.get(t, [np.nan]), dtype=float) for c, v in extra.items()})
+        vals.update({b: np.array([base[t][b]], dtype=float) for b in baseline_names})
+        best = max(cols, key=lambda c: -np.inf if np.isnan(np.nanmean(vals[c])) else np.nanmean(vals[c]))
+        cells = [f"**{_cell(vals[c])}**" if c == best else _cell(vals[c]) for c in cols]
         lines.append(f"| {t} ({runs[0]['nets'][t]} nets) | " + " | ".join(cells) + " |")
-    lines += ["", "Search wall time after caching (s): " + ", ".join(f"seed {r['seed']}: {r['search_s']:.0f}" for r in runs),
-              "", "Best programs:", ""] + [f"- seed {r['seed']}: `{r['best']}`" for r in runs]
+    lines += ["", "Best programs:", ""] + [f"- seed {r['seed']}: `{r['best']}`" for r in runs]
     return "\n".join(lines) + "\n"
 
 
-def rerender() -> None:
-    """Rebuild the markdown of every stored setting (after a change to the table layout)."""
-    doc = json.loads(RESULTS.read_text())
+def render(doc: dict) -> None:
     for name, v in doc["settings"].items():
-        cfg = config_mod.load(v["config"])
-        v["markdown"] = table(name, v["runs"], cfg.evaluate.proxies)
-    doc["markdown"] = "\n".join(v["markdown"] for v in doc["settings"].values())
-    RESULTS.write_text(json.dumps(doc, indent=2))
+        extra = None
+        if name == "transfer" and "all-spaces" in doc["settings"]:
+            a = doc["settings"]["all-spaces"]["runs"]
+            extra = {"evolved on all spaces": {t: np.array([r["per_task"][t]["evolved"] for r in a])
+                                               for t in a[0]["per_task"]}}
+        v["markdown"] = table(name, v["runs"], v["baselines"], v["baseline_names"], extra)
+    doc["markdown"] = "\n".join(doc["settings"][k]["markdown"] for k in SETTINGS if k in doc["settings"])
 
 
 def main() -> None:
@@ -94,19 +136,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
     ap.add_argument("--rerender", action="store_true", help="only rebuild the tables from the stored runs")
     args = ap.parse_args()
-    if args.rerender:
-        return rerender()
-    torch.set_num_threads(args.threads)
-    cfg_path = SETTINGS[args.setting]
-    baselines = args.baselines or config_mod.load(cfg_path).evaluate.proxies
-    t0 = time.perf_counter()
-    runs = [run_seed(cfg_path, s, baselines) for s in args.seeds]
-    md = table(args.setting, runs, baselines)
-    print(md)
     doc = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"settings": {}}
-    doc["settings"][args.setting] = {"config": cfg_path, "runs": runs, "markdown": md,
-                                     "pipeline_s": time.perf_counter() - t0}
-    doc["markdown"] = "\n".join(v["markdown"] for v in doc["settings"].values())
+    if not args.rerender:
+        torch.set_num_threads(args.threads)
+        cfg_path = SETTINGS[args.setting]
+        names = args.baselines or config_mod.load(cfg_path).evaluate.proxies
+        t0 = time.perf_counter()
+        step = transfer_seed if args.setting == "transfer" else run_seed
+        runs = [step(cfg_path, s) for s in args.seeds]
+        base, t_base = baselines(cfg_path, names)
+        base = {t: base[t] for t in runs[0]["per_task"]}
+        doc["settings"][args.setting] = {"config": cfg_path, "runs": runs, "baselines": base, "baseline_names": names,
+                                         "baselines_s": t_base, "pipeline_s": time.perf_counter() - t0}
+    render(doc)
+    if not args.rerender:
+        print(doc["settings"][args.setting]["markdown"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2))
 

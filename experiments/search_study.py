@@ -4,7 +4,7 @@ Each variant overrides a few `search` keys; every variant runs for the given GP 
 statistics fixed by the config's seed) and reports the best program's test-split Spearman rho per
 task (in-engine) and the search time. Writes experiments/results/search_study.json.
 
-    python experiments/search_study.py --seeds 0 1 --variants base full full-spearman
+    python experiments/search_study.py --seeds 0 1 --variants default unit-sum tournament
 """
 from __future__ import annotations
 
@@ -21,14 +21,24 @@ import torch
 from eznas import config as config_mod
 from eznas import evolve
 
+# Overrides of configs/nb201.yaml (all evolve nets every generation, min Spearman, truncation
+# survival). Keys without a dot are `search` keys; `stats.*` / `split.*` keys change the statistics
+# (a new cache entry per net, computed on first use).
 VARIANTS: dict[str, dict] = {
-    "base": {},  # EZNAS protocol: 20 nets per task per generation, min Kendall tau
-    "full": {"subsample": None},  # every evolve net every generation (less fitness noise)
-    "full-spearman": {"subsample": None, "fitness": "spearman"},
-    "full-mean": {"subsample": None, "aggregate": "mean"},
-    "full-compact": {"subsample": None, "primitive_set": "compact"},
-    "full-sum": {"subsample": None, "unit_aggregate": "sum"},
-    "full-deep-init": {"subsample": None, "init_min_depth": 3, "init_max_depth": 6},
+    "eznas-protocol": {"subsample": 20, "fitness": "kendall", "selection": "tournament"},  # the reference
+    "subsample-20": {"subsample": 20},  # 20 nets per task per generation, as EZNAS
+    "kendall": {"fitness": "kendall"},
+    "default": {},
+    "mean-over-tasks": {"aggregate": "mean"},
+    "compact-set": {"primitive_set": "compact"},
+    "unit-sum": {"unit_aggregate": "sum"},
+    "tournament": {"selection": "tournament"},
+    "double-tournament": {"selection": "double_tournament"},  # bloat control by size tournaments
+    "depth-6": {"max_depth": 6, "init_max_depth": 4},  # bloat control by a tighter height limit
+    "batch-32": {"stats.batch_size": 32},
+    "batch-128": {"stats.batch_size": 128},
+    "sketch-R8": {"stats.R": 8},
+    "sketch-s4": {"stats.s": 4},
 }
 OUT = Path("experiments/results/search_study.json")
 
@@ -36,16 +46,19 @@ OUT = Path("experiments/results/search_study.json")
 def run(cfg_path: str, name: str, seed: int) -> dict:
     cfg = config_mod.load(cfg_path)
     for k, v in VARIANTS[name].items():
-        setattr(cfg.search, k, v)
+        section, key = k.split(".") if "." in k else ("search", k)
+        setattr(getattr(cfg, section), key, v)
     cfg.search.seed = seed
     config_mod.validate(cfg)
-    run_dir = Path(f"runs/study/{name}-s{seed}")
+    run_dir = Path(f"runs/study/{Path(cfg_path).stem}/{name}-s{seed}")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     res = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
     best = res["hall"][0]
-    return {"variant": name, "seed": seed, "best": best["infix"], "validate": best["validate"],
+    return {"variant": name, "config": cfg_path, "seed": seed, "best": best["infix"], "validate": best["validate"],
+            "size": best["size"], "evaluations": res["evaluations"],
+            "generations": res["generations"], "search_s": res["search_s"],
             "test_spearman": {t: r["spearman"] for t, r in best["test"].items()},
             "wall_s": time.perf_counter() - t0}
 
@@ -62,19 +75,21 @@ def main() -> None:
     for name in args.variants:
         for seed in args.seeds:
             r = run(args.config, name, seed)
-            doc["runs"] = [x for x in doc["runs"] if (x["variant"], x["seed"]) != (name, seed)] + [r]
+            doc["runs"] = [x for x in doc["runs"]
+                           if (x.get("config"), x["variant"], x["seed"]) != (args.config, name, seed)] + [r]
             OUT.write_text(json.dumps(doc, indent=2))
-    print(f"{'variant':16s} {'seeds':>5s} " + " ".join(f"{t.split('/')[-1]:>16s}" for t in doc["runs"][0]["test_spearman"])
+    mine = [x for x in doc["runs"] if x.get("config") == args.config]
+    print(f"{'variant':18s} {'seeds':>5s} " + " ".join(f"{t.split('/')[-1]:>16s}" for t in mine[0]["test_spearman"])
           + "  wall s")
     for name in VARIANTS:
-        rs = [x for x in doc["runs"] if x["variant"] == name]
+        rs = [x for x in mine if x["variant"] == name]
         if not rs:
             continue
         cells = []
         for t in rs[0]["test_spearman"]:
             v = np.array([x["test_spearman"][t] for x in rs])
             cells.append(f"{v.mean():7.3f} ± {v.std():5.3f}")
-        print(f"{name:16s} {len(rs):5d} " + " ".join(f"{c:>16s}" for c in cells)
+        print(f"{name:18s} {len(rs):5d} " + " ".join(f"{c:>16s}" for c in cells)
               + f"  {np.mean([x['wall_s'] for x in rs]):6.0f}")
 
 

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--out", default=None, help="output directory (default: <run_dir>/evaluation)")
     ea.set_defaults(func=_lazy("eznas.evaluate", "cmd_evaluate"))
 
+    tr = sub.add_parser("transfer", help="score a finished run's hall of fame on another config's tasks")
+    tr.add_argument("run_dir")
+    tr.add_argument("config", help="config whose tasks and split sizes to score on")
+    tr.add_argument("--split", choices=["evolve", "validate", "test"], default="test")
+    tr.set_defaults(func=_lazy("eznas.transfer", "cmd_transfer"))
+
     ex = sub.add_parser("export", help="write an evolved proxy as a standalone module")
     ex.add_argument("run_dir")
     ex.add_argument("--rank", type=int, default=1)

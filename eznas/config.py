@@ -56,7 +56,9 @@ class SearchConfig:
     generations: int = 20
     cxpb: float = 0.5
     mutpb: float = 0.4
-    tournament: int = 4
+    selection: str = "best"  # survivors of (mu + lambda): best | tournament | double_tournament
+    tournament: int = 4  # tournament size (selection tournament / double_tournament)
+    parsimony: float = 1.4  # double_tournament: size tournament in [1, 2] (DEAP's parsimony_size)
     max_depth: int = 10
     init_min_depth: int = 2
     init_max_depth: int = 5
@@ -118,6 +120,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "stats.dtype": ("float16", "float32"),
     "search.fitness": ("kendall", "spearman"),
     "search.aggregate": ("min", "mean"),
+    "search.selection": ("best", "tournament", "double_tournament"),
     "search.backend": ("serial", "process", "ray"),
     "search.unit_aggregate": ("mean", "sum", "median"),
     "evaluate.split": ("evolve", "validate", "test"),
@@ -228,6 +231,8 @@ def validate(cfg: Config) -> Config:
         raise EznasError(
             f"config key 'search.offspring': (mu+lambda) needs lambda >= mu, got lambda={s.offspring} < mu={s.population}"
         )
+    if not 1.0 <= s.parsimony <= 2.0:
+        raise EznasError(f"config key 'search.parsimony': must be in [1, 2], got {s.parsimony}")
     if s.init_min_depth > s.init_max_depth:
         raise EznasError("config key 'search.init_min_depth': must be <= search.init_max_depth")
     if s.init_max_depth > s.max_depth:

@@ -52,7 +52,13 @@ def make_toolbox(pset: program.PrimitiveSet, cfg: config_mod.SearchConfig) -> ba
     tb = base.Toolbox()
     tb.register("expr", program.random_tree, ps, min_depth=cfg.init_min_depth, max_depth=cfg.init_max_depth)
     tb.register("individual", tools.initIterate, creator.EznasIndividual, tb.expr)
-    tb.register("select", tools.selTournament, tournsize=cfg.tournament)
+    if cfg.selection == "tournament":
+        tb.register("select", tools.selTournament, tournsize=cfg.tournament)
+    elif cfg.selection == "double_tournament":  # bloat control: the smaller of two programs wins more often
+        tb.register("select", tools.selDoubleTournament, fitness_size=cfg.tournament,
+                    parsimony_size=cfg.parsimony, fitness_first=True)
+    else:  # truncation: the mu best of parents + offspring
+        tb.register("select", tools.selBest)
     tb.register("mate", gp.cxOnePoint)
     tb.register("expr_mut", gp.genFull, min_=0, max_=2)
     tb.register("mutate", _mutate, expr=tb.expr_mut, pset=ps)
@@ -257,7 +263,7 @@ class Search:
             for ind, res in zip(todo, results):
                 ind.fitness.values = (res.fitness,)
                 invalid += not res.valid
-            chosen = tools.selBest(parents + offspring, sc.population)
+            chosen = self.toolbox.select(parents + offspring, sc.population)
             st.population = [program.to_infix(t) for t in chosen]
             st.fitness = [t.fitness.values[0] for t in chosen]
             st.gen += 1
@@ -300,23 +306,36 @@ class Search:
 
 
 # ----------------------------------------------------------------------------- reporting
+def test_correlations(infixes: list[str], stats: dict[str, TaskStats], pset: program.PrimitiveSet,
+                      unit_aggregate: str) -> list[dict[str, dict[str, Any]]]:
+    """Spearman and Kendall per task of each program on already loaded statistics (any split)."""
+    from eznas.fitness import correlation, net_scores, UnitLayout
+
+    evaluators = {name: (program.Evaluator(ts.values, pset, cache_bytes=64 * 2**20), UnitLayout.of(ts), ts)
+                  for name, ts in stats.items()}
+    out = []
+    for infix in infixes:
+        tree = program.parse_infix(infix, pset.pset)
+        per_task = {}
+        for name, (ev, layout, ts) in evaluators.items():
+            scores = net_scores(ev(tree), layout, unit_aggregate)
+            per_task[name] = {"spearman": correlation(scores, ts.accuracies, "spearman"),
+                              "kendall": correlation(scores, ts.accuracies, "kendall"), "nets": ts.n_nets}
+        out.append(per_task)
+    return out
+
+
 def test_report(search: Search, st: RunState) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Hall of fame with test-split Spearman and Kendall per task, next to published baselines."""
-    from eznas.fitness import correlation, net_scores, UnitLayout
+    from eznas.fitness import correlation
 
     test = search.data.load("test")
     pub = search.data.published["test"]
     out = []
-    evaluators = {name: (program.Evaluator(ts.values, search.pset, cache_bytes=64 * 2**20), UnitLayout.of(ts), ts)
-                  for name, ts in test.items()}
-    for h in st.hall:
+    per_program = test_correlations([h["infix"] for h in st.hall], test, search.pset, search.cfg.search.unit_aggregate)
+    for h, per_task in zip(st.hall, per_program):
         tree = program.parse_infix(h["infix"], search.pset.pset)
-        entry = dict(h, size=len(tree), height=tree.height, test={})
-        for name, (ev, layout, ts) in evaluators.items():
-            scores = net_scores(ev(tree), layout, search.cfg.search.unit_aggregate)
-            entry["test"][name] = {"spearman": correlation(scores, ts.accuracies, "spearman"),
-                                   "kendall": correlation(scores, ts.accuracies, "kendall"), "nets": ts.n_nets}
-        out.append(entry)
+        out.append(dict(h, size=len(tree), height=tree.height, test=per_task))
     baselines = {}
     for name, ts in test.items():
         baselines[name] = {p: {"spearman": correlation(v, ts.accuracies, "spearman"),
@@ -384,6 +403,7 @@ def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: b
     try:
         st = search.run(st)
         result = write_outputs(search, st)
+        result.update(generations=st.gen, evaluations=st.evals, search_s=st.seconds)
     finally:
         search.close()
     print_summary(result, st)
