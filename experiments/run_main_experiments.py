@@ -5,9 +5,10 @@ seed varies):
 
 * ``nb201``      — evolve on NB201 (3 datasets), test on their test splits (configs/nb201.yaml);
 * ``all-spaces`` — evolve on NB201 + NB101 + NB301 + TNB-micro together (configs/all-spaces.yaml);
-* ``transfer``   — the ``nb201`` runs' programs, unchanged, on the NB101 / NB301 / TNB-micro test
-  splits of configs/all-spaces.yaml (`eznas transfer`), beside the all-spaces programs and the
-  baselines on the same nets.
+* ``transfer``   — evolve on NB201 alone with the statistics, splits and search of all-spaces
+  (configs/transfer-nb201.yaml), then score the programs unchanged on the NB101 / NB301 /
+  TNB-micro test nets of configs/all-spaces.yaml (`eznas transfer`), beside the all-spaces
+  programs and the baselines on the same nets.
 
 For each setting and seed: statistics (cached), the search, then `eznas evaluate` scores the same
 test nets with every baseline once (score cache under experiments/results/evaluation/<config>, so
@@ -38,8 +39,8 @@ from eznas.stats import build_cache, config_jobs, default_cache_dir
 from eznas.transfer import transfer
 
 SETTINGS = {"nb201": "configs/nb201.yaml", "all-spaces": "configs/all-spaces.yaml",
-            "transfer": "configs/all-spaces.yaml"}
-TRANSFER_SOURCE = "nb201"  # the transfer setting scores this setting's runs on the other spaces
+            "transfer": "configs/transfer-nb201.yaml"}
+TRANSFER_TARGET = "configs/all-spaces.yaml"  # the transfer runs are scored on this config's test nets
 RESULTS = Path("experiments/results/main_results.json")
 EVAL_DIR = Path("experiments/results/evaluation")
 
@@ -70,17 +71,19 @@ def run_seed(cfg_path: str, seed: int) -> dict:
 
 
 def transfer_seed(cfg_path: str, seed: int) -> dict:
-    src_cfg = SETTINGS[TRANSFER_SOURCE]
-    run_dir = run_dir_of(src_cfg, seed)
-    seen = tuple(f"{t.space}/{t.dataset}" for t in config_mod.load(src_cfg).tasks)
+    """Search on the source config, then score its hall of fame on the target's other tasks."""
+    r = run_seed(cfg_path, seed)
+    seen = tuple(r["per_task"])
     t0 = time.perf_counter()
-    rep = transfer(run_dir, cfg_path, progress=sys.stderr.isatty(), skip_tasks=seen)
+    rep = transfer(r["run_dir"], TRANSFER_TARGET, progress=sys.stderr.isatty(), skip_tasks=seen)
     best = rep["hall_of_fame"][0]
-    return {"seed": seed, "best": best["infix"], "run_dir": str(run_dir), "statistics_s": 0.0,
-            "search_s": 0.0, "transfer_s": time.perf_counter() - t0,
-            "per_task": {t: {"evolved": r["spearman"]} for t, r in best["tasks"].items()},
-            "kendall": {t: r["kendall"] for t, r in best["tasks"].items()},
-            "nets": {t: r["nets"] for t, r in best["tasks"].items()}}
+    assert best["infix"] == r["best"]
+    r["transfer_s"] = time.perf_counter() - t0
+    for t, v in best["tasks"].items():
+        r["per_task"][t] = {"evolved": v["spearman"]}
+        r["kendall"][t] = v["kendall"]
+        r["nets"][t] = v["nets"]
+    return r
 
 
 def baselines(cfg_path: str, proxies: list[str]) -> tuple[dict[str, dict[str, float]], float]:
@@ -100,7 +103,7 @@ def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], bas
     """Markdown: one row per task; evolved columns (mean ± std over seeds) then the baselines."""
     tasks = list(runs[0]["per_task"])
     extra = extra or {}
-    evolved_label = "evolved on NB201 (transfer)" if setting == "transfer" else "evolved"
+    evolved_label = "evolved on NB201 only" if setting == "transfer" else "evolved"
     cols = [evolved_label, *extra, *baseline_names]
     lines = [f"**{setting}** — test-split Spearman ρ; evolved: mean ± std over GP seeds "
              f"{[r['seed'] for r in runs]}; baselines: `eznas evaluate` on the same nets "
@@ -112,7 +115,8 @@ def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], bas
         vals.update({b: np.array([base[t][b]], dtype=float) for b in baseline_names})
         best = max(cols, key=lambda c: -np.inf if np.isnan(np.nanmean(vals[c])) else np.nanmean(vals[c]))
         cells = [f"**{_cell(vals[c])}**" if c == best else _cell(vals[c]) for c in cols]
-        lines.append(f"| {t} ({runs[0]['nets'][t]} nets) | " + " | ".join(cells) + " |")
+        seen = " — evolved on" if setting == "transfer" and t.startswith("nb201/") else ""
+        lines.append(f"| {t} ({runs[0]['nets'][t]} nets{seen}) | " + " | ".join(cells) + " |")
     lines += ["", "Best programs:", ""] + [f"- seed {r['seed']}: `{r['best']}`" for r in runs]
     return "\n".join(lines) + "\n"
 
@@ -144,7 +148,7 @@ def main() -> None:
         t0 = time.perf_counter()
         step = transfer_seed if args.setting == "transfer" else run_seed
         runs = [step(cfg_path, s) for s in args.seeds]
-        base, t_base = baselines(cfg_path, names)
+        base, t_base = baselines(TRANSFER_TARGET if args.setting == "transfer" else cfg_path, names)
         base = {t: base[t] for t in runs[0]["per_task"]}
         doc["settings"][args.setting] = {"config": cfg_path, "runs": runs, "baselines": base, "baseline_names": names,
                                          "baselines_s": t_base, "pipeline_s": time.perf_counter() - t0}
