@@ -121,6 +121,40 @@ def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], bas
     return "\n".join(lines) + "\n"
 
 
+def plot(setting: str, v: dict, extra: dict | None) -> Path:
+    """Grouped bars per task: evolved (mean ± std over seeds) beside every baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, names = v["runs"], v["baseline_names"]
+    tasks = list(runs[0]["per_task"])
+    main = "evolved on NB201 only" if setting == "transfer" else "evolved"
+    series = {main: [np.array([r["per_task"][t]["evolved"] for r in runs]) for t in tasks]}
+    for label, per_task in (extra or {}).items():
+        series[label] = [np.asarray(per_task.get(t, [np.nan]), dtype=float) for t in tasks]
+    for b in names:
+        series[b] = [np.array([v["baselines"][t][b]]) for t in tasks]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(tasks) * len(series) * 0.35), 4.5))
+    x = np.arange(len(tasks))
+    for i, (label, vals) in enumerate(series.items()):
+        ax.bar(x + i * width, [np.nanmean(a) for a in vals], width, yerr=[np.nanstd(a) for a in vals],
+               label=label, color="black" if label == main else None)
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels([t.replace("tnb_micro/", "tnb/") for t in tasks], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test Spearman ρ")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title(f"{setting}: evolved (mean ± std over seeds) vs baselines")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    out = RESULTS.parent / f"main_{setting}.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def render(doc: dict) -> None:
     for name, v in doc["settings"].items():
         extra = None
@@ -129,6 +163,7 @@ def render(doc: dict) -> None:
             extra = {"evolved on all spaces": {t: np.array([r["per_task"][t]["evolved"] for r in a])
                                                for t in a[0]["per_task"]}}
         v["markdown"] = table(name, v["runs"], v["baselines"], v["baseline_names"], extra)
+        v["markdown"] += f"\n![{name}]({plot(name, v, extra)})\n"
     doc["markdown"] = "\n".join(doc["settings"][k]["markdown"] for k in SETTINGS if k in doc["settings"])
 
 

@@ -144,9 +144,18 @@ def _timing(r: dict) -> str:
         for run in s["runs"]:
             lines.append(f"| {name} | {run['seed']} | {run['statistics_s']:.0f} | {run['search_s']:.0f} | "
                          f"{run.get('evaluations', '—')} | {run.get('transfer_s', 0):.0f} |")
-    lines += ["", "| setting | baselines (s) | whole pipeline (s) |", "|---|---|---|"]
+    builds = {}
+    for p in sorted(RESULTS.glob("stats_build_*.txt")):  # the output of `eznas stats CONFIG`, saved as printed
+        m = re.search(r"computed (\d+), reused (\d+).*?; ([\d.]+) s \(([\d.]+) s/net\)", p.read_text())
+        if m:
+            builds[p.stem.removeprefix("stats_build_")] = m.groups()
+    lines += ["", "| setting | statistics build, `eznas stats` (s) | baselines (s) | searches + baselines + transfer (s) "
+                  "| whole pipeline (s) |", "|---|---|---|---|---|"]
     for name, s in r.get("settings", {}).items():
-        lines.append(f"| {name} | {s['baselines_s']:.0f} | {s['pipeline_s']:.0f} |")
+        b = builds.get(name)
+        build = f"{float(b[2]):.0f} ({b[0]} nets, {b[3]} s/net)" if b else "—"
+        total = f"{s['pipeline_s'] + float(b[2]):.0f}" if b else "—"
+        lines.append(f"| {name} | {build} | {s['baselines_s']:.0f} | {s['pipeline_s']:.0f} | {total} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,14 +177,18 @@ def study_block() -> str:
     out = ["### What makes the search work", "",
            "`python experiments/search_study.py --variants ... --seeds ...`: variants of configs/nb201.yaml on the "
            "same splits; test-split Spearman rho of the best program (by validation), mean ± std over GP seeds.", "",
-           "| variant | change | seeds | cifar10 | cifar100 | ImageNet16-120 | mean | programs | search s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| variant | change | seeds | cifar10 | cifar100 | ImageNet16-120 | mean | Δ mean vs default (same seeds) "
+           "| programs | search s |", "|---|---|---|---|---|---|---|---|---|---|"]
     from search_study import VARIANTS  # noqa: E402 - the variant definitions live with the script
 
+    mine = [x for x in d["runs"] if x.get("config", "configs/nb201.yaml") == "configs/nb201.yaml"]
+    default = {x["seed"]: np.mean(list(x["test_spearman"].values())) for x in mine if x["variant"] == "default"}
     for name, change in VARIANTS.items():
-        rs = [x for x in d["runs"] if x["variant"] == name and x.get("config", "configs/nb201.yaml") == "configs/nb201.yaml"]
+        rs = [x for x in mine if x["variant"] == name]
         if not rs:
             continue
+        paired = [np.mean(list(x["test_spearman"].values())) - default[x["seed"]] for x in rs if x["seed"] in default]
+        delta = f"{np.mean(paired):+.3f}" if paired and name != "default" else "—"
         tasks = list(rs[0]["test_spearman"])
         cells = []
         for t in tasks:
@@ -184,9 +197,10 @@ def study_block() -> str:
         overall = np.mean([np.mean(list(x["test_spearman"].values())) for x in rs])
         ch = ", ".join(f"{k}={v}" for k, v in change.items()) or "(configs/nb201.yaml)"
         ev = [x.get("evaluations") for x in rs]
-        sec = [x.get("search_s") or x["wall_s"] for x in rs]
+        sec = [x.get("search_s") for x in rs]  # rows from before the count was recorded show —
         out.append(f"| {name} | {ch} | {','.join(str(x['seed']) for x in rs)} | " + " | ".join(cells)
-                   + f" | {overall:.3f} | {int(np.mean(ev)) if all(ev) else '—'} | {np.mean(sec):.0f} |")
+                   + f" | {overall:.3f} | {delta} | {int(np.mean(ev)) if all(ev) else '—'} | "
+                   + (f"{np.mean(sec):.0f} |" if all(sec) else "— |"))
     return "\n".join(out) + "\n"
 
 
