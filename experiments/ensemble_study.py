@@ -2,7 +2,9 @@
 
 The hall of fame is ordered by validation fitness, so choosing its top k uses no test data. For
 each run directory given, and for the union of the runs' best programs, prints the test-split
-Spearman rho per task of the rank-average ensemble against the single best program.
+Spearman rho per task of the rank-average ensemble (`eznas.ensemble.rank_average`, the same
+function as `eznas evaluate --ensemble` and `eznas score --proxy A --proxy B`) against the single
+best program.
 
     python experiments/ensemble_study.py runs/nb201-s0 runs/nb201-s1 runs/nb201-s2 --k 1 3 5
 """
@@ -14,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from eznas import config as config_mod
 from eznas import program
+from eznas.ensemble import rank_average
 from eznas.evolve import SearchData
 from eznas.fitness import UnitLayout, net_scores
 from eznas.metrics import spearman
@@ -36,8 +38,7 @@ def test_scores(data: SearchData, pset: program.PrimitiveSet, infix: str, how: s
 def ensemble(members: list[dict[str, np.ndarray]], data: SearchData) -> dict[str, float]:
     res = {}
     for name, ts in data.load("test").items():
-        ranks = [rankdata(np.nan_to_num(m[name], nan=-np.inf)) for m in members]
-        res[name] = spearman(np.mean(ranks, axis=0), ts.accuracies)
+        res[name] = spearman(rank_average([m[name] for m in members]), ts.accuracies)
     return res
 
 

@@ -65,7 +65,8 @@ def run_seed(cfg_path: str, seed: int) -> dict:
     t_search = time.perf_counter() - t1
     best = result["hall"][0]
     return {"seed": seed, "best": best["infix"], "run_dir": str(run_dir), "statistics_s": t_stats,
-            "search_s": t_search, "per_task": {t: {"evolved": r["spearman"]} for t, r in best["test"].items()},
+            "search_s": t_search, "evaluations": result["evaluations"], "generations": result["generations"],
+            "search_cpu_loop_s": result["search_s"], "per_task": {t: {"evolved": r["spearman"]} for t, r in best["test"].items()},
             "kendall": {t: r["kendall"] for t, r in best["test"].items()},
             "nets": {t: r["nets"] for t, r in best["test"].items()}}
 
@@ -173,24 +174,38 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--baselines", nargs="+", default=None, help="default: the config's evaluate.proxies")
     ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
+    ap.add_argument("--phase", choices=["all", "search", "baselines"], default="all",
+                    help="search: only the searches (and transfer); baselines: only the baseline scores of a "
+                         "setting whose searches are stored; all: both")
     ap.add_argument("--rerender", action="store_true", help="only rebuild the tables from the stored runs")
     args = ap.parse_args()
     doc = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"settings": {}}
+    cfg_path = SETTINGS[args.setting]
     if not args.rerender:
         torch.set_num_threads(args.threads)
-        cfg_path = SETTINGS[args.setting]
         names = args.baselines or config_mod.load(cfg_path).evaluate.proxies
-        t0 = time.perf_counter()
-        step = transfer_seed if args.setting == "transfer" else run_seed
-        runs = [step(cfg_path, s) for s in args.seeds]
-        base, t_base = baselines(TRANSFER_TARGET if args.setting == "transfer" else cfg_path, names)
-        base = {t: base[t] for t in runs[0]["per_task"]}
-        doc["settings"][args.setting] = {"config": cfg_path, "runs": runs, "baselines": base, "baseline_names": names,
-                                         "baselines_s": t_base, "pipeline_s": time.perf_counter() - t0}
-    render(doc)
-    if not args.rerender:
-        print(doc["settings"][args.setting]["markdown"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        entry = doc["settings"].setdefault(args.setting, {"config": cfg_path})
+        if args.phase in ("all", "search"):
+            t0 = time.perf_counter()
+            step = transfer_seed if args.setting == "transfer" else run_seed
+            entry["runs"] = [step(cfg_path, s) for s in args.seeds]
+            entry["searches_s"] = time.perf_counter() - t0
+            entry.pop("baselines", None)  # computed for these runs' nets below (cached)
+        if args.phase in ("all", "baselines"):
+            if "runs" not in entry:
+                raise SystemExit(f"setting {args.setting}: no stored searches; run --phase search first")
+            base, t_base = baselines(TRANSFER_TARGET if args.setting == "transfer" else cfg_path, names)
+            entry.update(baselines={t: base[t] for t in entry["runs"][0]["per_task"]}, baseline_names=names,
+                         baselines_s=t_base)
+        if "baselines" in entry:
+            entry["pipeline_s"] = entry["searches_s"] + entry["baselines_s"]
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(doc, indent=2))
+    complete = {k: v for k, v in doc["settings"].items() if "baselines" in v}
+    render({"settings": complete})
+    doc["markdown"] = "\n".join(complete[k]["markdown"] for k in SETTINGS if k in complete)
+    if not args.rerender and args.setting in complete:
+        print(complete[args.setting]["markdown"])
     RESULTS.write_text(json.dumps(doc, indent=2))
 
 

@@ -117,7 +117,7 @@ def _mean(runs: list[dict], task: str) -> float:
 
 def _targets(r: dict) -> str:
     """Plain statement of each target, met or missed, computed from the stored runs."""
-    settings = r.get("settings", {})
+    settings = {k: v for k, v in r.get("settings", {}).items() if "baselines" in v}
     lines = []
     s = settings.get("nb201")
     if s:
@@ -149,7 +149,8 @@ def _timing(r: dict) -> str:
     lines = ["", "Wall time (2-core CPU machine, shared by two job streams; statistics cached before the search):", "",
              "| setting | seed | statistics (s) | search after caching (s) | evaluations | transfer scoring (s) |",
              "|---|---|---|---|---|---|"]
-    for name, s in r.get("settings", {}).items():
+    complete = {k: v for k, v in r.get("settings", {}).items() if "baselines" in v}
+    for name, s in complete.items():
         for run in s["runs"]:
             lines.append(f"| {name} | {run['seed']} | {run['statistics_s']:.0f} | {run['search_s']:.0f} | "
                          f"{run.get('evaluations', '—')} | {run.get('transfer_s', 0):.0f} |")
@@ -160,7 +161,7 @@ def _timing(r: dict) -> str:
             builds[p.stem.removeprefix("stats_build_")] = m.groups()
     lines += ["", "| setting | statistics build, `eznas stats` (s) | baselines (s) | searches + baselines + transfer (s) "
                   "| whole pipeline (s) |", "|---|---|---|---|---|"]
-    for name, s in r.get("settings", {}).items():
+    for name, s in complete.items():
         b = builds.get(name)
         build = f"{float(b[2]):.0f} ({b[0]} nets, {b[3]} s/net)" if b else "—"
         total = f"{s['pipeline_s'] + float(b[2]):.0f}" if b else "—"
@@ -172,7 +173,7 @@ def main_results_block() -> str:
     r = _load("main_results.json")
     if not r:
         return "### Evolved proxies against every baseline\n\n" + _missing("run_main_experiments.py")
-    missing = [name for name in ("nb201", "all-spaces", "transfer") if name not in r.get("settings", {})]
+    missing = [name for name in ("nb201", "all-spaces", "transfer") if "baselines" not in r.get("settings", {}).get(name, {})]
     todo = "".join(f"\n_Setting `{m}` not run yet: `python experiments/run_main_experiments.py --setting {m}`._\n"
                    for m in missing)
     return ("### Evolved proxies against every baseline\n\n" + r.get("markdown", "") + _targets(r) + _timing(r)

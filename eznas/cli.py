@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--proxies", nargs="*", default=None, help="names, exported .py files or run directories")
     ea.add_argument("--published", action="store_true", help="also evaluate NASLib's published scores")
     ea.add_argument("--out", default=None, help="output directory (default: <run_dir>/evaluation)")
+    ea.add_argument("--ensemble", action="store_true",
+                    help="add the rank average of the evolved proxies as a column 'ensemble'")
     ea.set_defaults(func=_lazy("eznas.evaluate", "cmd_evaluate"))
 
     tr = sub.add_parser("transfer", help="score a finished run's hall of fame on another config's tasks")
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_lazy("eznas.export", "cmd_export"))
 
     sc = sub.add_parser("score", help="score architectures with a proxy")
-    sc.add_argument("--proxy", required=True, help="exported .py file or baseline name")
+    sc.add_argument("--proxy", required=True, action="append",
+                    help="exported .py file, run directory or baseline name; repeat it to score several proxies "
+                         "and their rank-average ensemble (column ensemble_rank)")
     sc.add_argument("--space", required=True)
     sc.add_argument("--arch", default=None)
     sc.add_argument("--archs", default=None, help="file with one arch key per line")

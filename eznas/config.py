@@ -80,6 +80,7 @@ class EvaluateConfig:
     published: bool = False
     batch_size: int = 64
     after_search: bool = False  # evolve: export the best program and evaluate it beside the proxies
+    ensemble: bool = False  # add a column: rank average of the evolved proxies (.py files / run directories)
 
 
 @dataclass

@@ -43,6 +43,7 @@ from eznas import benchmarks
 from eznas import config as config_mod
 from eznas.atomic import atomic_write_text
 from eznas.data import make_batches
+from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
 from eznas.proxies import LossFn, get_proxy, proxy_names
@@ -50,6 +51,7 @@ from eznas.spaces import SearchSpace, build, get_space
 
 CACHE_FILE = "score_cache.json"
 CACHE_VERSION = 1
+ENSEMBLE = "ensemble"  # column label of the rank-average ensemble of the evolved proxies
 PUBLISHED_SUFFIX = " (published)"
 
 
@@ -421,8 +423,20 @@ def evaluation_tasks(cfg: config_mod.Config) -> list[benchmarks.Task]:
     return out
 
 
+def add_ensemble(scored: list[TaskScores], specs: list[ProxySpec]) -> None:
+    """Add an ``ensemble`` column: the rank average of every evolved (non-baseline) proxy's scores."""
+    members = [s.label for s in specs if s.baseline is None]
+    if len(members) < 2:
+        raise EznasError(f"an ensemble needs at least two evolved proxies (exported .py files or run "
+                         f"directories), got {len(members)}")
+    for ts in scored:
+        ts.scores[ENSEMBLE] = rank_average([ts.scores[m] for m in members])
+        ts.seconds[ENSEMBLE] = [float(sum(v)) for v in zip(*(ts.seconds[m] for m in members))]
+
+
 def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, published: bool | None = None,
-             out: str | os.PathLike | None = None, progress: bool = True) -> EvaluationResult:
+             out: str | os.PathLike | None = None, progress: bool = True,
+             ensemble: bool | None = None) -> EvaluationResult:
     """Score, tabulate, plot and write everything; see the module docstring."""
     specs = resolve_proxies(list(proxies) if proxies else cfg.evaluate.proxies)
     if not specs:
@@ -439,8 +453,10 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
         if published:
             add_published(ts, task, specs)
         scored.append(ts)
+    if cfg.evaluate.ensemble if ensemble is None else ensemble:
+        add_ensemble(scored, specs)
     labels, per_task, summary = metrics_table(scored)
-    timing = {s.label: float(np.mean([v for t in scored for v in t.seconds[s.label]])) for s in specs}
+    timing = {lab: float(np.mean([v for t in scored for v in t.seconds[lab]])) for lab in scored[0].seconds}
     table = markdown_table(labels, per_task, summary, timing)
     _write_outputs(out_dir, cfg, scored, labels, per_task, summary, timing, counters, table)
     return EvaluationResult(out_dir, labels, per_task, summary, timing, counters, table)
@@ -467,7 +483,8 @@ def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
-    res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=sys.stderr.isatty())
+    res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=sys.stderr.isatty(),
+                   ensemble=True if args.ensemble else None)
     print(res.table, end="")
     c = res.counters
     print(f"scores: {c.computed} computed, {c.cached} from cache; written to {res.out_dir}")

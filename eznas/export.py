@@ -943,24 +943,32 @@ def _scorer(proxy: Callable[..., float], space: Any, dataset: str, batches: Any)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from eznas.data import make_batches
+    from eznas.ensemble import rank_average
     from eznas.spaces import build, get_space
 
     if (args.arch is None) == (args.archs is None):
         raise EznasError("give exactly one of --arch KEY or --archs FILE")
     if args.batch_size < 1:
         raise EznasError(f"--batch-size must be >= 1, got {args.batch_size}")
+    names = list(dict.fromkeys(args.proxy))
     archs = [args.arch] if args.arch is not None else _read_archs(args.archs)
-    proxy = load_proxy(args.proxy, trust=args.trust)
     sp = get_space(args.space)
-    noise_scale = _noise_scale_of(proxy)
-    batches = make_batches(args.dataset, args.batch_size, args.seed, num_classes=sp.num_classes(args.dataset),
-                           noise_scale=0.1 if noise_scale is None else noise_scale, root=args.data_dir,
-                           size=sp.input_size(args.dataset))
-    run = _scorer(proxy, sp, args.dataset, batches)
-    rows: list[tuple[str, float]] = []
+    batches_by_scale: dict[float, Any] = {}
+    runs = []
+    for name in names:
+        proxy = load_proxy(name, trust=args.trust)
+        scale = _noise_scale_of(proxy)
+        scale = 0.1 if scale is None else scale
+        if scale not in batches_by_scale:
+            batches_by_scale[scale] = make_batches(args.dataset, args.batch_size, args.seed,
+                                                   num_classes=sp.num_classes(args.dataset), noise_scale=scale,
+                                                   root=args.data_dir, size=sp.input_size(args.dataset))
+        runs.append(_scorer(proxy, sp, args.dataset, batches_by_scale[scale]))
+    rows: list[list[float]] = []
     bar = tqdm(archs, desc="scoring", unit="net", disable=args.archs is None, file=sys.stderr)
     for i, arch in enumerate(bar):
         try:
@@ -968,25 +976,31 @@ def cmd_score(args: argparse.Namespace) -> int:
         except EznasError as e:
             where = f"{args.archs} line {i + 1}: " if args.archs else ""
             raise EznasError(f"{where}{e}") from None
-        rows.append((arch, run(model)))
+        rows.append([run(model) for run in runs])
     bar.close()
     if args.archs is None:
-        print(f"{rows[0][1]:.10g}")
+        for name, value in zip(names, rows[0]):
+            print(f"{value:.10g}" if len(names) == 1 else f"{name}: {value:.10g}")
         return 0
-    _write_csv(rows, args.out)
+    header = ["score"] if len(names) == 1 else [*names, "ensemble_rank"]
+    table = np.asarray(rows, dtype=np.float64)
+    if len(names) > 1:  # rank average over the given proxies, over the listed architectures
+        table = np.column_stack([table, rank_average([table[:, j] for j in range(len(names))])])
+    _write_csv(header, [(a, list(r)) for a, r in zip(archs, table)], args.out)
     return 0
 
 
-def _write_csv(rows: list[tuple[str, float]], out: str | None) -> None:
+def _write_csv(header: list[str], rows: list[tuple[str, list[float]]], out: str | None) -> None:
+    def write(fh: Any) -> None:
+        w = csv.writer(fh)
+        w.writerow(["arch", *header])
+        w.writerows([a, *(repr(float(v)) for v in vals)] for a, vals in rows)
+
     if out is None:
-        w = csv.writer(sys.stdout)
-        w.writerow(["arch", "score"])
-        w.writerows((a, repr(s)) for a, s in rows)
+        write(sys.stdout)
         return
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["arch", "score"])
-        w.writerows((a, repr(s)) for a, s in rows)
+        write(fh)
     print(f"scored {len(rows)} architectures -> {path}")

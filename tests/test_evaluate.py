@@ -6,6 +6,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -113,6 +114,16 @@ def test_exported_proxies_through_eznas_export(data_dir, tmp_path, monkeypatch):
     for t in res.per_task.values():
         assert t["my_proxy"]["spearman"] == pytest.approx(t["params"]["spearman"])
 
+    # the ensemble column: rank average of the evolved proxies (here two copies of the size ranking)
+    res = ev.evaluate(cfg, proxies=["params", str(proxy_file), str(run_dir)], progress=False, ensemble=True,
+                      out=tmp_path / "with-ensemble")
+    assert res.labels[-1] == "ensemble"
+    for t in res.per_task.values():
+        assert t["ensemble"]["spearman"] == pytest.approx(t["params"]["spearman"])
+    assert "ensemble" in (tmp_path / "with-ensemble" / "results.md").read_text()
+    with pytest.raises(EznasError, match="at least two evolved proxies"):
+        ev.evaluate(cfg, proxies=["params", str(proxy_file)], progress=False, ensemble=True)
+
     monkeypatch.setitem(sys.modules, "eznas.export", None)  # import fails -> one clear error
     with pytest.raises(EznasError, match="eznas.export"):
         ev.evaluate(cfg, proxies=[str(run_dir)], progress=False)
@@ -123,3 +134,17 @@ def test_space_loss_sees_matching_input_rows():
     targets = torch.arange(8)
     assert torch.equal(ev._inputs_for(inputs, targets, targets), inputs)
     assert torch.equal(ev._inputs_for(inputs, targets, targets[4:8]), inputs[4:8])
+
+
+def test_rank_average_ties_nan_and_errors():
+    from eznas.ensemble import rank_average
+
+    a = np.array([0.1, 0.5, 0.5, np.nan])
+    b = np.array([3.0, 1.0, 2.0, 4.0])
+    r = rank_average([a, b])
+    # a ranks: nan lowest (1), 0.1 -> 2, the tied 0.5s share 3.5; b ranks 3, 1, 2, 4
+    assert list(r) == [2.5, 2.25, 2.75, 2.5]
+    with pytest.raises(EznasError, match="at least one member"):
+        rank_average([])
+    with pytest.raises(EznasError, match="different numbers"):
+        rank_average([a, b[:2]])

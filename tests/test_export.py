@@ -282,6 +282,19 @@ def test_score_cli_arch_and_archs(task, tmp_path, capsys):
     assert cli.main(["score", "--proxy", "params", "--arch", "(9, 9)", *common]) == 2
     assert "malformed nb201 arch key" in capsys.readouterr().err
 
+    # several proxies: one column each, in order, plus their rank-average ensemble
+    archs.write_text(f"{ARCH}\n(1, 0, 2, 2, 2, 1)\n(0, 0, 0, 0, 0, 0)\n")
+    assert cli.main(["score", "--proxy", proxy, "--proxy", "params", "--archs", str(archs), "--out", str(out),
+                     *common]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["arch", proxy, "params", "ensemble_rank"]
+    assert float(rows[0][proxy]) == pytest.approx(one, rel=1e-9)
+    from scipy.stats import rankdata
+
+    cols = [[float(r[c]) for r in rows] for c in (proxy, "params")]
+    expect = (rankdata(cols[0]) + rankdata(cols[1])) / 2
+    assert [float(r["ensemble_rank"]) for r in rows] == pytest.approx(list(expect))
+
 
 def test_export_cli_on_an_evolved_run(data_dir, tmp_path, capsys):
     from eznas import evolve
