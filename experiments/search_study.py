@@ -38,14 +38,37 @@ VARIANTS: dict[str, dict] = {
     "double-tournament": {"selection": "double_tournament"},  # bloat control by size tournaments
     "depth-6": {"max_depth": 6, "init_max_depth": 4},  # bloat control by a tighter height limit
     "batch-32": {"stats.batch_size": 32},
-    "sketch-R8": {"stats.R": 8},
+    # smaller sketches taken from the cached ones (no recomputation): the first R' of the 16 blocks of
+    # every tensor, or the top-left s' x s' corner of every 8 x 8 block; statistically the sketch that
+    # stats.R = R' / stats.s = s' would record (other seeded positions, same distribution)
+    "sketch-R8": {"sub.R": 8},
+    "sketch-R4": {"sub.R": 4},
+    "sketch-s4": {"sub.s": 4},
 }
+
+
+def _smaller_sketches(R: int | None, s: int | None):
+    """A stand-in for evolve.load_task_stats that slices every loaded sketch down to R blocks of s x s."""
+    import dataclasses
+
+    original = evolve.load_task_stats
+
+    def load(*args, **kwargs):
+        ts = original(*args, **kwargs)
+        v = ts.values[:, :, :R] if R else ts.values
+        v = v[..., :s, :s] if s else v
+        return dataclasses.replace(ts, values=v.contiguous(), valid=None)
+
+    return load
 OUT = Path("experiments/results/search_study.json")
 
 
 def run(cfg_path: str, name: str, seed: int) -> dict:
     cfg = config_mod.load(cfg_path)
+    sub = {k.split(".")[1]: v for k, v in VARIANTS[name].items() if k.startswith("sub.")}
     for k, v in VARIANTS[name].items():
+        if k.startswith("sub."):
+            continue
         section, key = k.split(".") if "." in k else ("search", k)
         setattr(getattr(cfg, section), key, v)
     cfg.search.seed = seed
@@ -54,7 +77,13 @@ def run(cfg_path: str, name: str, seed: int) -> dict:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
-    res = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
+    loader = evolve.load_task_stats
+    if sub:
+        evolve.load_task_stats = _smaller_sketches(sub.get("R"), sub.get("s"))
+    try:
+        res = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
+    finally:
+        evolve.load_task_stats = loader
     best = res["hall"][0]
     return {"variant": name, "config": cfg_path, "seed": seed, "best": best["infix"], "validate": best["validate"],
             "size": best["size"], "evaluations": res["evaluations"],
