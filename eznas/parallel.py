@@ -12,6 +12,10 @@ from typing import Any
 from eznas.errors import EznasError
 from eznas.fitness import ProgramResult, UnitLayout, aggregate, correlation, net_scores
 
+#: memo budget of one process for all its evaluators (every task of the evolve and validate
+#: splits): a budget per evaluator grew with the number of tasks (12 tasks x 512 MiB ran a worker
+#: out of memory)
+MEMO_BYTES = 1 << 30
 _STATE: dict[str, Any] = {}
 _EVALUATORS: dict[str, tuple[Any, tuple[Any, dict[str, tuple[Any, ...]]]]] = {}
 
@@ -20,7 +24,10 @@ def _set_state(state: dict[str, Any]) -> None:
     import torch
 
     if state.get("_worker"):
+        import signal
+
         torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it saves and stops the pool
     _STATE.clear()
     _STATE.update(state)
     _EVALUATORS.clear()
@@ -36,9 +43,10 @@ def _evaluators(state: dict[str, Any], split: str, nets: dict[str, list[int]] | 
         return cached[1]
     pset = program.load_primitive_set(state["options"]["primitive_set"])
     evs = {}
+    budget = MEMO_BYTES // (2 * max(1, len(state[split])))  # two splits are held at a time
     for name, ts in state[split].items():
         sub = ts if nets is None else ts.subset(nets[name])
-        evs[name] = (program.Evaluator(sub.values, pset), UnitLayout.of(sub), sub.accuracies)
+        evs[name] = (program.Evaluator(sub.values, pset, cache_bytes=budget), UnitLayout.of(sub), sub.accuracies)
     _EVALUATORS[split] = (key, (pset, evs))
     return pset, evs
 
@@ -91,21 +99,30 @@ class SerialBackend:
 
 
 class ProcessBackend:
-    """A fork-based pool: workers inherit the statistics without copying them through pipes."""
+    """A fork-based pool: workers inherit the statistics without copying them through pipes. A worker
+    that dies (killed, out of memory) stops the search with one error line instead of a hang; the
+    last generation's checkpoint stays for ``--resume``."""
 
     def __init__(self, state: dict[str, Any], workers: int) -> None:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
-        self.pool = mp.get_context("fork").Pool(workers, initializer=_set_state, initargs=(dict(state, _worker=True),))
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_set_state,
+                                        initargs=(dict(state, _worker=True),))
 
     def evaluate(self, infixes: list[str], split: str, nets: dict[str, list[int]] | None) -> list[ProgramResult]:
+        from concurrent.futures.process import BrokenProcessPool
+
         jobs = [(c, split, nets) for c in _chunks(infixes, self.workers)]
-        return [r for part in self.pool.map(_worker_eval, jobs) for r in part]
+        try:
+            return [r for part in self.pool.map(_worker_eval, jobs) for r in part]
+        except BrokenProcessPool:
+            raise EznasError("a search worker process died (killed or out of memory); the last checkpoint is "
+                             "kept: resume with --resume RUN_DIR, or use fewer search.workers") from None
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RayBackend:

@@ -253,3 +253,26 @@ def test_selection_schemes_are_used_and_reproducible(tmp_path, selection, data_d
         sizes_plain = np.mean([len(c) for c in plain.select(pop, 300)])
         assert sizes_strict < sizes_plain  # parsimony 2: the smaller of two fitness winners always survives
         assert np.isfinite(sizes_dt)
+
+
+def test_dead_worker_is_one_error_not_a_hang(tmp_path, data_dir):
+    """A worker killed mid-search (e.g. by the OOM killer) stops the search with a clear error."""
+    import os
+    import signal as sig
+
+    from eznas.errors import EznasError
+    from eznas.parallel import ProcessBackend
+
+    cfg = config_mod.from_dict(tiny_config(tmp_path))
+    data = evolve.prepare(cfg, progress=False)
+    opts = {"kind": "spearman", "aggregate": "min", "unit_aggregate": "mean", "primitive_set": "compact"}
+    backend = ProcessBackend({"evolve": data.splits["evolve"], "validate": data.splits["validate"],
+                              "options": opts}, workers=2)
+    try:
+        assert len(backend.evaluate(["frob(A_D)", "l1(gZ_D)"], "evolve", None)) == 2
+        for pid in list(backend.pool._processes):
+            os.kill(pid, sig.SIGKILL)
+        with pytest.raises(EznasError, match="worker process died"):
+            backend.evaluate(["frob(A_D)", "l1(gZ_D)"], "evolve", None)
+    finally:
+        backend.close()
