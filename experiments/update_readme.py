@@ -185,37 +185,60 @@ def main_results_block() -> str:
             + todo + "\n")
 
 
+def _study_rows(cfg: str, d: dict, main: dict | None) -> list[dict]:
+    """The study's runs of one config; its `default` rows come from the main runs where the study has none."""
+    rows = [x for x in d["runs"] if x.get("config", "configs/nb201.yaml") == cfg]
+    if main and not any(x["variant"] == "default" for x in rows):
+        for setting in main.get("settings", {}).values():
+            if setting.get("config") == cfg:
+                rows += [{"variant": "default", "seed": r["seed"], "evaluations": r.get("evaluations"),
+                          "search_s": r.get("search_cpu_loop_s"),
+                          "test_spearman": {t: v["evolved"] for t, v in r["per_task"].items()}}
+                         for r in setting["runs"]]
+    return rows
+
+
 def study_block() -> str:
     d = _load("search_study.json")
     if not d:
         return "### What makes the search work\n\n" + _missing("search_study.py")
-    out = ["### What makes the search work", "",
-           "`python experiments/search_study.py --variants ... --seeds ...`: variants of configs/nb201.yaml on the "
-           "same splits; test-split Spearman rho of the best program (by validation), mean ± std over GP seeds.", "",
-           "| variant | change | seeds | cifar10 | cifar100 | ImageNet16-120 | mean | Δ mean vs default (same seeds) "
-           "| programs | search s |", "|---|---|---|---|---|---|---|---|---|---|"]
     from search_study import VARIANTS  # noqa: E402 - the variant definitions live with the script
 
-    mine = [x for x in d["runs"] if x.get("config", "configs/nb201.yaml") == "configs/nb201.yaml"]
-    default = {x["seed"]: np.mean(list(x["test_spearman"].values())) for x in mine if x["variant"] == "default"}
-    for name, change in VARIANTS.items():
-        rs = [x for x in mine if x["variant"] == name]
-        if not rs:
+    main = _load("main_results.json")
+    configs = list(dict.fromkeys(["configs/nb201.yaml"] + [x.get("config", "configs/nb201.yaml") for x in d["runs"]]))
+    out = ["### What makes the search work", "",
+           "`python experiments/search_study.py [--config C] --variants ... --seeds ...`: variants of a config on the "
+           "same splits and statistics; test-split Spearman rho of the best program (by validation), mean ± std "
+           "over GP seeds; Δ: paired difference of the mean over tasks against `default` (the config as it is) "
+           "for the same seeds; programs: evaluated per search; search s: the generation loop's seconds.", ""]
+    for cfg in configs:
+        mine = _study_rows(cfg, d, main)
+        if not mine:
             continue
-        paired = [np.mean(list(x["test_spearman"].values())) - default[x["seed"]] for x in rs if x["seed"] in default]
-        delta = f"{np.mean(paired):+.3f}" if paired and name != "default" else "—"
-        tasks = list(rs[0]["test_spearman"])
-        cells = []
-        for t in tasks:
-            v = np.array([x["test_spearman"][t] for x in rs])
-            cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
-        overall = np.mean([np.mean(list(x["test_spearman"].values())) for x in rs])
-        ch = ", ".join(f"{k}={v}" for k, v in change.items()) or "(configs/nb201.yaml)"
-        ev = [x.get("evaluations") for x in rs]
-        sec = [x.get("search_s") for x in rs]  # rows from before the count was recorded show —
-        out.append(f"| {name} | {ch} | {','.join(str(x['seed']) for x in rs)} | " + " | ".join(cells)
-                   + f" | {overall:.3f} | {delta} | {int(np.mean(ev)) if all(ev) else '—'} | "
-                   + (f"{np.mean(sec):.0f} |" if all(sec) else "— |"))
+        tasks = list(next(x for x in mine)["test_spearman"])
+        short = [t.split("/")[-1].replace("segmentsemantic", "segment") if cfg == "configs/nb201.yaml"
+                 else t.replace("tnb_micro/", "tnb/") for t in tasks]
+        out += [f"`{cfg}`:", "", "| variant | change | seeds | " + " | ".join(short) +
+                " | mean | Δ mean vs default | programs | search s |", "|---" * (len(tasks) + 7) + "|"]
+        default = {x["seed"]: np.mean(list(x["test_spearman"].values())) for x in mine if x["variant"] == "default"}
+        for name, change in VARIANTS.items():
+            rs = [x for x in mine if x["variant"] == name]
+            if not rs:
+                continue
+            paired = [np.mean(list(x["test_spearman"].values())) - default[x["seed"]] for x in rs if x["seed"] in default]
+            delta = f"{np.mean(paired):+.3f}" if paired and name != "default" else "—"
+            cells = []
+            for t in tasks:
+                v = np.array([x["test_spearman"][t] for x in rs])
+                cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(tasks) <= 3 else f"{v.mean():.2f}")
+            overall = np.mean([np.mean(list(x["test_spearman"].values())) for x in rs])
+            ch = ", ".join(f"{k}={v}" for k, v in change.items()) or f"({cfg} as it is)"
+            ev = [x.get("evaluations") for x in rs]
+            sec = [x.get("search_s") for x in rs]  # rows from before these were recorded show —
+            out.append(f"| {name} | {ch} | {','.join(str(x['seed']) for x in rs)} | " + " | ".join(cells)
+                       + f" | {overall:.3f} | {delta} | {int(np.mean(ev)) if all(ev) else '—'} | "
+                       + (f"{np.mean(sec):.0f} |" if all(sec) else "— |"))
+        out.append("")
     return "\n".join(out) + "\n"
 
 
