@@ -216,6 +216,11 @@ def main() -> None:
         if args.phase in ("all", "baselines"):
             if "runs" not in entry:
                 raise SystemExit(f"setting {args.setting}: no stored searches; run --phase search first")
+            for r in entry["runs"]:  # runs stored before these were recorded: read them from the checkpoint
+                ck = Path(r.get("run_dir", "")) / "checkpoint.json"
+                if "evaluations" not in r and ck.is_file():
+                    c = json.loads(ck.read_text())
+                    r.update(evaluations=c["evals"], generations=c["gen"], search_cpu_loop_s=c["seconds"])
             if "searches_s" not in entry and "pipeline_s" in entry:  # stored by a one-phase run
                 entry["searches_s"] = entry["pipeline_s"] - entry["baselines_s"]
             base, t_base = baselines(TRANSFER_TARGET if args.setting == "transfer" else cfg_path, names)

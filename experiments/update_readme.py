@@ -152,7 +152,8 @@ def _targets(r: dict) -> str:
 
 def _timing(r: dict) -> str:
     lines = ["", "Wall time (2-core CPU machine, shared by two job streams; statistics cached before the search):", "",
-             "| setting | seed | statistics (s) | search after caching (s) | evaluations | transfer scoring (s) |",
+             "| setting | seed | statistics check / build (s) | search after caching (s) | programs evaluated | "
+             "transfer scoring (s) |",
              "|---|---|---|---|---|---|"]
     complete = {k: v for k, v in r.get("settings", {}).items() if "baselines" in v}
     for name, s in complete.items():
