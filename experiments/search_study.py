@@ -33,6 +33,7 @@ VARIANTS: dict[str, dict] = {
     "subsample-20": {"subsample": 20},  # 20 nets per task per generation, as EZNAS
     "kendall": {"fitness": "kendall"},
     "mean-over-tasks": {"aggregate": "mean"},
+    "min-over-tasks": {"aggregate": "min"},
     "compact-set": {"primitive_set": "compact"},
     "tournament": {"selection": "tournament"},
     "double-tournament": {"selection": "double_tournament"},  # bloat control by size tournaments
