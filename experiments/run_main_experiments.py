@@ -89,11 +89,15 @@ def transfer_seed(cfg_path: str, seed: int) -> dict:
     return r
 
 
+def evaluation_dir(cfg_path: str) -> Path:
+    return EVAL_DIR / Path(cfg_path).stem
+
+
 def baselines(cfg_path: str, proxies: list[str]) -> tuple[dict[str, dict[str, float]], float]:
     """Spearman rho of every baseline on the config's test nets (computed once, then cached)."""
     cfg = config_mod.load(cfg_path)
     t0 = time.perf_counter()
-    res = evaluate(cfg, proxies=proxies, out=EVAL_DIR / Path(cfg_path).stem, progress=sys.stderr.isatty())
+    res = evaluate(cfg, proxies=proxies, out=evaluation_dir(cfg_path), progress=sys.stderr.isatty())
     return {t: {b: res.per_task[t][b]["spearman"] for b in proxies} for t in res.per_task}, time.perf_counter() - t0
 
 
@@ -115,6 +119,10 @@ def seeds_ensemble(cfg_path: str, runs: list[dict]) -> dict[str, float]:
     return {t: spearman(rank_average([m[t] for m in members]), ts.accuracies) for t, ts in data.load("test").items()}
 
 
+def _evolved_label(setting: str) -> str:
+    return "evolved on NB201 only" if setting == "transfer" else "evolved"
+
+
 def _cell(v: np.ndarray) -> str:
     return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
@@ -124,7 +132,7 @@ def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], bas
     """Markdown: one row per task; evolved columns (mean ± std over seeds) then the baselines."""
     tasks = list(runs[0]["per_task"])
     extra = extra or {}
-    evolved_label = "evolved on NB201 only" if setting == "transfer" else "evolved"
+    evolved_label = _evolved_label(setting)
     cols = [evolved_label, *extra, *baseline_names]
     lines = [f"**{setting}** — test-split Spearman ρ; evolved: mean ± std over GP seeds "
              f"{[r['seed'] for r in runs]}; baselines: `eznas evaluate` on the same nets "
@@ -151,7 +159,7 @@ def plot(setting: str, v: dict, extra: dict | None) -> Path:
 
     runs, names = v["runs"], v["baseline_names"]
     tasks = list(runs[0]["per_task"])
-    main = "evolved on NB201 only" if setting == "transfer" else "evolved"
+    main = _evolved_label(setting)
     series = {main: [np.array([r["per_task"][t]["evolved"] for r in runs]) for t in tasks]}
     for label, per_task in (extra or {}).items():
         series[label] = [np.asarray(per_task.get(t, [np.nan]), dtype=float) for t in tasks]
@@ -226,7 +234,9 @@ def main() -> None:
                     r.update(evaluations=c["evals"], generations=c["gen"], search_cpu_loop_s=c["seconds"])
             if "searches_s" not in entry and "pipeline_s" in entry:  # stored by a one-phase run
                 entry["searches_s"] = entry["pipeline_s"] - entry["baselines_s"]
-            base, t_base = baselines(TRANSFER_TARGET if args.setting == "transfer" else cfg_path, names)
+            base_cfg = TRANSFER_TARGET if args.setting == "transfer" else cfg_path
+            base, t_base = baselines(base_cfg, names)
+            entry["evaluation_dir"] = str(evaluation_dir(base_cfg))  # its score cache times the baselines
             if entry.get("baseline_names") == names and "baselines_s" in entry:
                 t_base = max(t_base, entry["baselines_s"])  # a rerun reads the cache: keep the computing run's time
             entry.update(baselines={t: base[t] for t in entry["runs"][0]["per_task"]}, baseline_names=names,

@@ -152,8 +152,7 @@ def _targets(r: dict) -> str:
 
 def _scoring_seconds(setting: dict) -> float:
     """Seconds spent computing every baseline score of a setting, as measured and cached per score."""
-    stem = Path("all-spaces" if setting["config"].endswith("transfer-nb201.yaml") else Path(setting["config"]).stem)
-    cache = RESULTS / "evaluation" / stem / "score_cache.json"
+    cache = ROOT / setting["evaluation_dir"] / "score_cache.json"
     if not cache.is_file():
         return float("nan")
     return float(sum(v.get("time") or 0.0 for v in json.loads(cache.read_text())["scores"].values()))

@@ -23,8 +23,8 @@ from eznas import config as config_mod
 from eznas import program
 from eznas.atomic import atomic_write_text
 from eznas.errors import EznasError
-from eznas.evolve import test_correlations
-from eznas.stats import StatsSettings, build_cache, config_jobs, default_cache_dir, load_task_stats
+from eznas.evolve import SearchData, test_correlations
+from eznas.stats import build_cache, config_jobs, default_cache_dir
 
 
 def transfer_config(run_cfg: config_mod.Config, target: config_mod.Config) -> config_mod.Config:
@@ -68,13 +68,7 @@ def transfer(run_dir: str | Path, config_path: str | Path, split: str = "test", 
     keep = {name for name in by_task if name not in skip_tasks}
     jobs = [j for j in jobs if f"{j[1].space}/{j[1].dataset}" in keep]
     build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers, progress=progress)
-    stats = {}
-    for name, parts in by_task.items():
-        if name not in keep or len(parts[split]) == 0:
-            continue
-        task = parts[split]
-        stats[name] = load_task_stats(task, StatsSettings.from_config(cfg, task.space, task.dataset),
-                                      default_cache_dir(cfg))
+    stats = SearchData({}, {}, {n: p for n, p in by_task.items() if n in keep}, cfg).load(split)
     pset = program.load_primitive_set(run_cfg.search.primitive_set)
     per_program = test_correlations([h["infix"] for h in hall], stats, pset, run_cfg.search.unit_aggregate)
     evolved_on = sorted({f"{t.space}/{t.dataset}" for t in run_cfg.tasks})
