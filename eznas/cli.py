@@ -90,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--trust", action="store_true", help="run the proxy file as Python (otherwise it is only parsed, never executed)")
     sc.set_defaults(func=_lazy("eznas.export", "cmd_score"))
 
+    n = sub.add_parser("nas", help="zero-shot architecture search with a proxy (NB201 table of trained accuracies)")
+    n.add_argument("--proxy", required=True, action="append",
+                   help="baseline name, exported .py file or run directory; repeat it for their rank ensemble")
+    n.add_argument("--space", default="nb201", help="search space (only nb201 has a table of trained accuracies)")
+    n.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
+    n.add_argument("--budget", type=int, required=True, help="distinct cells to score (failures included)")
+    n.add_argument("--seed", type=int, default=0, help="search seed, also the network and batch seed")
+    n.add_argument("--strategy", choices=["random", "evolution"], default="random")
+    n.add_argument("--population", type=int, default=20, help="evolution: population size")
+    n.add_argument("--sample-size", type=int, default=5, help="evolution: tournament size")
+    n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--out", default=None,
+                   help="output directory (default nas-<space>-<dataset>); its score cache makes a rerun resume")
+    n.add_argument("--data-dir", default=None)
+    n.add_argument("--trust", action="store_true", help="run a proxy .py file as Python (otherwise only parsed)")
+    n.add_argument("--quiet", action="store_true", help="no progress bar")
+    n.set_defaults(func=_lazy("eznas.nas", "cmd_nas"))
+
     b = sub.add_parser("bench", help="build a small benchmark of your own")
     bsub = b.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
     bb = bsub.add_parser("build", help="sample and train architectures, write a benchmark file")
