@@ -299,3 +299,28 @@ def test_corrupt_cache_is_one_error(tmp_path, capsys):
     (tmp_path / "out" / "scores.json").write_text("{not json")
     rc, _ = run_nas(tmp_path, "--proxy", "params", "--budget", "3")
     assert rc == 2 and "not valid JSON" in capsys.readouterr().err
+
+
+def test_nas_study_smoke(tmp_path, capsys):
+    """The study script end to end on a tiny setting; seeds share the score cache."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nas_study", ROOT / "experiments" / "nas_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    argv = ["--proxies", "params", "--budgets", "8", "--seeds", "2", "--datasets", "cifar100",
+            "--population", "4", "--sample-size", "2", "--out", str(tmp_path / "s.json"),
+            "--cache", str(tmp_path / "c.json")]
+    assert study.main(argv) == 0
+    res = json.loads((tmp_path / "s.json").read_text())
+    rows = {(r["proxy"], r["strategy"]): r for r in res["rows"]}
+    assert set(rows) == {("random choice", "-"), ("params", "random"), ("params", "evolution"), ("table best", "-")}
+    table = load_table()
+    for r in res["rows"]:
+        assert r["accuracy"] == [pytest.approx(float(table.accuracy["cifar100"][table.index()[a]])) for a in r["picks"]]
+    cached = json.loads((tmp_path / "c.json").read_text())["scores"]
+    assert len(cached) == 1 and 8 <= len(next(iter(cached.values()))) <= 32
+    assert "NASWOT" in capsys.readouterr().out
+    assert study.main(argv) == 0  # everything from the cache now
+    again = json.loads((tmp_path / "s.json").read_text())
+    assert again["rows"] == res["rows"] and all(v is None for v in again["seconds_per_computed_cell"].values())
