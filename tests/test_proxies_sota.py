@@ -73,7 +73,8 @@ def test_meco_known_correlation():
     a = torch.tensor([1.0, -1.0, 1.0, -1.0])
     z = torch.tensor([1.0, 1.0, -1.0, -1.0])
     x = torch.stack([a, 0.6 * a + 0.8 * z]).reshape(1, 2, 2, 2)
-    x = torch.cat([x, torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0))])  # only the first sample counts
+    # only the first sample counts
+    x = torch.cat([x, torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0))])
     y = torch.zeros(4, dtype=torch.long)
     assert compute("meco", nn.Identity(), x, y) == pytest.approx(0.4, abs=1e-6)
     # every module call counts: the Sequential and its two members see the same map

@@ -189,7 +189,8 @@ def az_trainability(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
 
 
 @register("az_complexity")
-def az_complexity(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> float:
+def az_complexity(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                  loss_fn: LossFn | None = None) -> float:
     """AZ-NAS complexity: FLOPs in millions (the ``flops`` baseline's torchstat convention; the
     official NB201 run takes the benchmark API's FLOPs, a different count of the same cost)."""
     return flops(model, inputs, targets)

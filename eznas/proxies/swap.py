@@ -125,4 +125,5 @@ def reg_swap(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss
     preferred size and the bell's width; the defaults (mu = 1500, sigma = 1.5e6, i.e. 1.5 M
     parameters) are OUR choice for NB201 (the paper's NB201 values could not be retrieved), see
     ``NB201_MU``. For another space pass the space's own mu and sigma."""
-    return swap_count(model, inputs, targets, samples=samples, repeats=repeats, seed=seed) * regular_factor(model, mu, sigma)
+    count = swap_count(model, inputs, targets, samples=samples, repeats=repeats, seed=seed)
+    return count * regular_factor(model, mu, sigma)
