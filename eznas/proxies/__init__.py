@@ -10,6 +10,11 @@ Conventions follow NAS-Bench-Suite-Zero (NASLib's ``predictors/utils/pruners/mea
 network in training mode (BatchNorm with batch statistics) unless a docstring says otherwise,
 per-layer measures over the weights of every ``Conv2d`` and ``Linear`` summed to one number.
 Each function's docstring records its variant.
+
+Set-level proxies (:mod:`eznas.proxies.sets`, e.g. ``az_nas``) rank per-net components over a
+set of nets; they are not per-net proxies: :func:`get_proxy` refuses them, :func:`score_set`
+scores a list of nets (or of their :func:`component_scores`), :func:`components_of` names the
+components.
 """
 from __future__ import annotations
 
@@ -45,7 +50,11 @@ def proxy_names() -> list[str]:
 
 
 def get_proxy(name: str) -> ProxyFn:
-    """The proxy function registered as ``name``; an unknown name lists the valid ones."""
+    """The proxy function registered as ``name``; an unknown name lists the valid ones; a
+    set-level name (``az_nas``) is an error: it has no per-net score (see :func:`score_set`)."""
+    if name not in _REGISTRY and name in _sets.set_proxy_names():
+        raise EznasError(f"'{name}' is a set-level proxy: it ranks nets against each other and has no score "
+                         f"for a single net; score at least 2 nets with eznas.proxies.score_set")
     if name not in _REGISTRY:
         raise EznasError(f"unknown proxy '{name}'; valid: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
@@ -57,9 +66,17 @@ def compute(name: str, model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     return float(get_proxy(name)(model, inputs, targets, loss_fn=loss_fn))
 
 
-# Registration order is the order of NAS-Bench-Suite-Zero's list, then ZiCo.
+# Registration order is the order of NAS-Bench-Suite-Zero's list, then ZiCo, then the later
+# proxies (MeCo, SWAP, AZ-NAS's components); set-level proxies (AZ-NAS) last.
 from eznas.proxies import size as _size  # noqa: E402,F401
 from eznas.proxies import gradient as _gradient  # noqa: E402,F401
 from eznas.proxies import activation as _activation  # noqa: E402,F401
+from eznas.proxies import meco as _meco  # noqa: E402,F401
+from eznas.proxies import swap as _swap  # noqa: E402,F401
+from eznas.proxies import aznas as _aznas  # noqa: E402,F401
+from eznas.proxies import sets as _sets  # noqa: E402
+from eznas.proxies.sets import (component_scores, components_of, get_set_proxy, is_set_level,  # noqa: E402
+                                score_set, set_proxy_names)
 
-__all__ = ["register", "get_proxy", "proxy_names", "compute", "LossFn", "ProxyFn"]
+__all__ = ["register", "get_proxy", "proxy_names", "compute", "LossFn", "ProxyFn", "get_set_proxy",
+           "is_set_level", "score_set", "components_of", "component_scores", "set_proxy_names"]

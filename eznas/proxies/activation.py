@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from eznas.proxies import LossFn, register
-from eznas.proxies.common import finite_or_nan, to_device, working_copy
+from eznas.proxies.common import finite_or_nan, gaussian_init, to_device, working_copy
 
 _K = 1e-5
 
@@ -106,19 +106,6 @@ def epe_nas(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_
     return finite_or_nan(float(np.abs(vals[:, None] - vals[None, :]).sum() / vals.size))
 
 
-def _gaussian_init(net: nn.Module) -> None:
-    """Zen-NAS init: conv / linear weights N(0, 1), biases 0, BatchNorm / GroupNorm weight 1 bias 0."""
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
 def _pre_pool_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The feature map entering the last global (adaptive) average pooling, or the output."""
     pools = [m for m in net.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
@@ -145,7 +132,7 @@ def zen(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: 
     dev = next(net.parameters()).device
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _gaussian_init(net)
+        gaussian_init(net)
         x = torch.randn(inputs.shape).to(dev)
         mix = x + mixup_gamma * torch.randn(inputs.shape).to(dev)
         diff = (_pre_pool_features(net, x) - _pre_pool_features(net, mix)).abs()

@@ -65,3 +65,17 @@ def backward_loss(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, l
 
 def finite_or_nan(x: float) -> float:
     return float(x) if math.isfinite(x) else math.nan
+
+
+def gaussian_init(net: nn.Module) -> None:
+    """Zen-NAS / SWAP init: conv / linear weights N(0, 1), biases 0, BatchNorm / GroupNorm weight 1 bias 0.
+    Draws from the global RNG: callers fork and seed it."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
