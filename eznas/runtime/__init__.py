@@ -1,0 +1,41 @@
+"""The measurement runtime: the one implementation of what a zero-cost proxy measures.
+
+Used by the search (:mod:`eznas.stats` records and caches statistics with it, :mod:`eznas.fitness`
+aggregates with it, :func:`eznas.data.make_batches` draws N and P with it) and copied verbatim by
+``eznas export`` into every exported proxy module, so the two cannot drift apart. It imports only
+torch and the standard library. Modules, in the order they are embedded:
+
+- :mod:`.tensors`   the 22 tensor names, their order, sketch families and the sketch-seed formula;
+- :mod:`.sketch`    the seeded (R, s, s) sketch indices;
+- :mod:`.units`     which modules are units (eznas-style ReLU-Conv-BN units, else every Conv2d);
+- :mod:`.record`    the hooks, the D / N / P forward + backward passes, the drawing of N and P;
+- :mod:`.precision` the storage round trip (``quantise``) the search's cache applies;
+- :mod:`.aggregate` per-unit scores -> network score (mean / sum / median).
+
+Exactness: an exported proxy given the search's batch (``eznas.data.make_batches``' D, N, P and
+targets, the space's loss) on the search's network computes bit for bit the statistics the search
+cached and the same per-unit and network scores, with two exceptions. (1) The search evaluates a
+program on all networks' units of a task at once, the proxy on one network's units: primitives
+whose torch kernels pick a different algorithm for a different batch size (matmul-based ones such
+as ``matmul``, ``slogdet``, ``eig_ratio``, ``svd_ratio``, ``cosine``) may then differ in the last
+bits (float32 rounding, well below 1e-6 relative in our tests); element-wise and counting
+programs agree exactly. (2) A program that raises on some unit makes the search's whole task NaN
+but only that network's score NaN here. Another torch build or thread count can change the last
+bits of the recorded statistics themselves (different reduction orders), on both sides alike.
+"""
+from __future__ import annotations
+
+from eznas.runtime.aggregate import UNIT_AGGREGATES, aggregate_net, aggregate_units, program_scores
+from eznas.runtime.precision import STORAGE_DTYPES, decode, encode, quantise
+from eznas.runtime.record import Recorder, dnp_inputs, draw_noise, record_statistics, run_passes
+from eznas.runtime.sketch import SketchIndex, make_index, weight_matrix
+from eznas.runtime.tensors import FAMILY, FAMILY_SEED, INDEX, INPUTS, ROLES, TENSOR_NAMES, sketch_seed
+from eznas.runtime.units import UNIT_ORDERS, find_units, is_unit, unit_weight
+
+#: the runtime's modules in dependency order: ``eznas export`` embeds their code in this order
+MODULES = ("tensors", "sketch", "units", "record", "precision", "aggregate")
+
+__all__ = ["FAMILY", "FAMILY_SEED", "INDEX", "INPUTS", "MODULES", "ROLES", "Recorder", "STORAGE_DTYPES",
+           "SketchIndex", "TENSOR_NAMES", "UNIT_AGGREGATES", "UNIT_ORDERS", "aggregate_net", "aggregate_units",
+           "decode", "dnp_inputs", "draw_noise", "encode", "find_units", "is_unit", "make_index", "program_scores",
+           "quantise", "record_statistics", "run_passes", "sketch_seed", "unit_weight", "weight_matrix"]
