@@ -1,8 +1,9 @@
 """`eznas export` / `load_proxy` / `eznas score` and :mod:`eznas.simplify`.
 
 The central check: for every network of a small task, the exported module's score equals the
-in-engine score (statistics from :func:`eznas.stats.compute_net` in float32, the raw program run by
-:class:`eznas.program.Evaluator`, :func:`eznas.fitness.net_scores`) to 1e-6 relative.
+in-engine score (statistics as the search reads them from its cache, the raw program run by
+:class:`eznas.program.Evaluator`, :func:`eznas.fitness.net_scores`): to 1e-6 relative for
+programs with matmul-type primitives, exactly for a counting program on float16-cached statistics.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from eznas.fitness import UnitLayout, net_scores
 from eznas.simplify import Call, Const, Var
 from eznas.spaces import build
 from eznas.spaces.common import ConvBNReLU
-from eznas.stats import StatsSettings, TaskStats, compute_net, net_batches
+from eznas.stats import StatsSettings, build_cache, compute_net, load_task_stats, net_batches
 
 SEED = 3
 PROGRAMS = [
@@ -42,39 +43,53 @@ PROGRAMS = [
     "add_s(slogdet(matmul(W, transpose(transpose(W)))), neg_s(neg_s(svd_ratio(add(W, gW_N)))))",
     "sub_s(mul_s(1.0, mean(normalize(gZ_D))), mul_s(kl(Z_P, A_N), hamming(X_P, gX_N)))",
 ]
+#: counts elements; float16 storage flips some comparisons, so it tells cached from raw statistics
+COUNT_PROGRAM = "sum(gt(Z_D, Z_P))"
 ARCH = "(0, 2, 3, 2, 3, 1)"
-ALLOWED_IMPORTS = {"__future__", "math", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
+ALLOWED_IMPORTS = {"__future__", "math", "dataclasses", "typing", "collections.abc", "torch", "torch.nn",
+                   "torch.nn.functional"}
 
 
-def _tiny_config(run_dir: Path) -> config_mod.Config:
+def _tiny_config(run_dir: Path, dtype: str = "float32", unit_aggregate: str = "mean") -> config_mod.Config:
     return config_mod.from_dict({
         "seed": SEED, "run_dir": str(run_dir), "tasks": [{"space": "nb201", "dataset": "cifar10"}],
         "split": {"evolve": 12, "validate": 6, "test": 6}, "network": {"width": 4, "depth": 1},
-        "stats": {"batch_size": 8, "R": 4, "s": 4, "dtype": "float32"}, "search": {"primitive_set": "eznas"}})
+        "stats": {"batch_size": 8, "R": 4, "s": 4, "dtype": dtype},
+        "search": {"primitive_set": "eznas", "unit_aggregate": unit_aggregate}})
+
+
+def _run_with(run_dir: Path, programs: list[str], cfg: config_mod.Config) -> dict[int, Path]:
+    """A run directory whose hall of fame holds ``programs``, each exported to a file."""
+    run_dir.mkdir()
+    config_mod.dump(cfg, run_dir / "config.yaml")
+    hall = [{"infix": p, "evolve": 0.5 - i / 10, "validate": 0.4 - i / 10,
+             "validate_per_task": {"nb201/cifar10": 0.4 - i / 10},
+             "test": {"nb201/cifar10": {"spearman": 0.6, "kendall": 0.45, "nets": 6}}} for i, p in enumerate(programs)]
+    (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": hall}))
+    files = {}
+    for k in range(1, len(programs) + 1):
+        files[k] = run_dir.parent / f"{run_dir.name}_proxy{k}.py"
+        export.export_proxy(run_dir, files[k], rank=k)
+    return files
+
+
+def _engine(dtype: str, archs: list[str], cache: Path) -> tuple[StatsSettings, object]:
+    """The search's view of ``archs``: statistics built into and read back from its cache."""
+    st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype=dtype, width=4, depth=1)
+    build_cache([(a, st) for a in archs], cache, progress=False)
+    task = benchmarks.Task("nb201", "cifar10", list(archs), np.zeros(len(archs)))
+    return st, load_task_stats(task, st, cache)
 
 
 @pytest.fixture(scope="module")
 def task(data_dir, tmp_path_factory):
-    """12 tiny NB201 nets, their engine statistics, and a run directory holding PROGRAMS."""
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    run_dir.mkdir()
-    cfg = _tiny_config(run_dir)
-    config_mod.dump(cfg, run_dir / "config.yaml")
-    hall = [{"infix": p, "evolve": 0.5 - i / 10, "validate": 0.4 - i / 10,
-             "validate_per_task": {"nb201/cifar10": 0.4 - i / 10},
-             "test": {"nb201/cifar10": {"spearman": 0.6, "kendall": 0.45, "nets": 6}}} for i, p in enumerate(PROGRAMS)]
-    (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": hall}))
-    st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype="float32", width=4, depth=1)
-    batches = net_batches(st)
+    """12 tiny NB201 nets, their cached engine statistics, and a run directory holding PROGRAMS."""
+    root = tmp_path_factory.mktemp("export")
+    run_dir = root / "run"
+    files = _run_with(run_dir, PROGRAMS, _tiny_config(run_dir))
     archs = benchmarks.load_task("nb201", "cifar10", None).archs[:12]
-    values = [compute_net(a, st, batches)[0] for a in archs]
-    ts = TaskStats("nb201/cifar10", archs, np.zeros(len(archs)), torch.cat(values), None,
-                   torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(values)]))
-    files = {}
-    for k in range(1, len(PROGRAMS) + 1):
-        files[k] = run_dir.parent / f"proxy{k}.py"
-        export.export_proxy(run_dir, files[k], rank=k)
-    return {"run_dir": run_dir, "st": st, "batches": batches, "archs": archs, "ts": ts, "files": files}
+    st, ts = _engine("float32", archs, root / "cache")
+    return {"run_dir": run_dir, "st": st, "batches": net_batches(st), "archs": archs, "ts": ts, "files": files}
 
 
 def _model(arch: str) -> nn.Module:
@@ -86,14 +101,17 @@ def _rel(a: float, b: float) -> float:
 
 
 # ----------------------------------------------------------------------------- exactness
+def _engine_scores(ts, infix: str, how: str) -> np.ndarray:
+    pset = program.load_primitive_set("eznas")
+    return net_scores(program.Evaluator(ts.values, pset)(program.parse_infix(infix, pset)), UnitLayout.of(ts), how)
+
+
 def test_exported_module_equals_engine_for_every_net(task):
     b, ts = task["batches"], task["ts"]
-    pset = program.load_primitive_set("eznas")
-    evaluator, layout = program.Evaluator(ts.values, pset), UnitLayout.of(ts)
     run_proxies = export.load_run_proxies(task["run_dir"])
     worst = 0.0
     for k, infix in enumerate(PROGRAMS, 1):
-        engine = net_scores(evaluator(program.parse_infix(infix, pset)), layout)
+        engine = _engine_scores(ts, infix, "mean")
         assert np.isfinite(engine).all(), infix
         module = export.load_proxy(task["files"][k], trust=True)  # runs the exported file's own code
         parsed = export.load_proxy(task["files"][k])  # rebuilt in-process from its JSON
@@ -106,6 +124,25 @@ def test_exported_module_equals_engine_for_every_net(task):
             assert max(errs) <= 1e-6, (infix, arch, got, engine[i])
             worst = max(worst, *errs)
     print(f"\nmax relative error exported vs engine over {len(PROGRAMS)} programs x {len(task['archs'])} nets: {worst:.3g}")
+
+
+def test_counting_program_on_float16_cache_is_exact(data_dir, tmp_path):
+    """A counting program on float16-cached statistics: the exported module's score is the
+    search's to the last bit on every net, although raw float32 statistics would differ."""
+    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:6]
+    run_dir = tmp_path / "run16"
+    files = _run_with(run_dir, [COUNT_PROGRAM], _tiny_config(run_dir, "float16", "sum"))
+    st, ts = _engine("float16", archs, tmp_path / "cache")
+    engine = _engine_scores(ts, COUNT_PROGRAM, "sum")
+    b = net_batches(st)
+    module = export.load_proxy(files[1], trust=True)
+    parsed = export.load_proxy(files[1])
+    got = [[p(_model(a), b.D, b.targets, noise=b.N, perturbed=b.P) for a in archs] for p in (module, parsed)]
+    assert got[0] == list(engine) and got[1] == list(engine)
+    # without the storage round trip the counts differ: the test can tell the two apart
+    raw = torch.cat([compute_net(a, st, b)[0] for a in archs])
+    raw_scores = _engine_scores(type(ts)(ts.name, ts.archs, ts.accuracies, raw, None, ts.net_index), COUNT_PROGRAM, "sum")
+    assert (raw_scores != engine).any()
 
 
 def test_exported_file_needs_only_torch(task):
@@ -309,6 +346,7 @@ def test_export_cli_on_an_evolved_run(data_dir, tmp_path, capsys):
     evolve.run(cfg, Path(cfg.run_dir), progress=False)
     capsys.readouterr()
     out = tmp_path / "exported" / "proxy.py"
+    out.parent.mkdir()
     assert cli.main(["export", cfg.run_dir, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     best = json.loads((Path(cfg.run_dir) / "hall_of_fame.json").read_text())["hall_of_fame"][0]

@@ -10,7 +10,8 @@ torch and the standard library. Modules, in the order they are embedded:
 - :mod:`.units`     which modules are units (eznas-style ReLU-Conv-BN units, else every Conv2d);
 - :mod:`.record`    the hooks, the D / N / P forward + backward passes, the drawing of N and P;
 - :mod:`.precision` the storage round trip (``quantise``) the search's cache applies;
-- :mod:`.aggregate` per-unit scores -> network score (mean / sum / median).
+- :mod:`.aggregate` per-unit scores -> network score (mean / sum / median);
+- :mod:`.proxy`     a proxy's entry points: statistics, per-unit scores, network score.
 
 Exactness: an exported proxy given the search's batch (``eznas.data.make_batches``' D, N, P and
 targets, the space's loss) on the search's network computes bit for bit the statistics the search
@@ -27,15 +28,16 @@ from __future__ import annotations
 
 from eznas.runtime.aggregate import UNIT_AGGREGATES, aggregate_net, aggregate_units, program_scores
 from eznas.runtime.precision import STORAGE_DTYPES, decode, encode, quantise
+from eznas.runtime.proxy import proxy_score, proxy_statistics, proxy_unit_scores
 from eznas.runtime.record import Recorder, dnp_inputs, draw_noise, record_statistics, run_passes
 from eznas.runtime.sketch import SketchIndex, make_index, weight_matrix
 from eznas.runtime.tensors import FAMILY, FAMILY_SEED, INDEX, INPUTS, ROLES, TENSOR_NAMES, sketch_seed
 from eznas.runtime.units import UNIT_ORDERS, find_units, is_unit, unit_weight
 
 #: the runtime's modules in dependency order: ``eznas export`` embeds their code in this order
-MODULES = ("tensors", "sketch", "units", "record", "precision", "aggregate")
+MODULES = ("tensors", "sketch", "units", "record", "precision", "aggregate", "proxy")
 
 __all__ = ["FAMILY", "FAMILY_SEED", "INDEX", "INPUTS", "MODULES", "ROLES", "Recorder", "STORAGE_DTYPES",
            "SketchIndex", "TENSOR_NAMES", "UNIT_AGGREGATES", "UNIT_ORDERS", "aggregate_net", "aggregate_units",
            "decode", "dnp_inputs", "draw_noise", "encode", "find_units", "is_unit", "make_index", "program_scores",
-           "quantise", "record_statistics", "run_passes", "sketch_seed", "unit_weight", "weight_matrix"]
+           "proxy_score", "proxy_statistics", "proxy_unit_scores", "quantise", "record_statistics", "run_passes", "sketch_seed", "unit_weight", "weight_matrix"]
