@@ -356,6 +356,101 @@ def test_export_cli_on_an_evolved_run(data_dir, tmp_path, capsys):
     assert "--rank must be in 1.." in capsys.readouterr().err
 
 
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("eznas: error:"), err
+    return err[0]
+
+
+def test_export_out_is_checked_before_work(task, tmp_path, capsys):
+    run_dir = task["run_dir"]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    link = tmp_path / "link.py"
+    link.symlink_to(tmp_path / "elsewhere.py")
+    for out, message in [(run_dir / "config.yaml", "would overwrite"), (run_dir / "hall_of_fame.json", "would overwrite"),
+                         (run_dir / "best.txt", "would overwrite"), (tmp_path, "is a directory"),
+                         (link, "symbolic link"), (Path("/dev/null"), "not a regular file"),
+                         (tmp_path / "missing" / "p.py", "does not exist")]:
+        if out.name == "best.txt" and not out.exists():
+            out.write_text(PROGRAMS[0] + "\n")
+            before["best.txt"] = out.read_bytes()
+        assert cli.main(["export", str(run_dir), "--out", str(out)]) == 2
+        assert message in _one_error_line(capsys), out
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before  # nothing written
+    assert not (tmp_path / "elsewhere.py").exists()
+
+
+def test_score_out_and_archs_are_checked_before_scoring(task, tmp_path, capsys, monkeypatch):
+    from eznas import spaces
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a net was built before the arguments were checked")
+
+    monkeypatch.setattr(spaces, "build", no_build)
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"# header\n\n{ARCH}\n  # indented comment\n(1, 0, 2)\n")
+    common = ["score", "--proxy", "params", "--space", "nb201", "--batch-size", "8"]
+    assert cli.main([*common, "--archs", str(archs), "--out", str(tmp_path / "s.csv")]) == 2
+    line = _one_error_line(capsys)
+    assert f"{archs} line 5:" in line and "nb201" in line
+    archs.write_text(f"{ARCH}\n")
+    for out, message in [(tmp_path, "is a directory"), (tmp_path / "no" / "s.csv", "does not exist")]:
+        assert cli.main([*common, "--archs", str(archs), "--out", str(out)]) == 2
+        assert message in _one_error_line(capsys)
+
+
+def test_score_keeps_partial_results(task, tmp_path, capsys, monkeypatch):
+    from eznas import spaces
+    from eznas.export import score as score_mod
+
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"{ARCH}\n(1, 0, 2, 2, 2, 1)\n(0, 0, 0, 0, 0, 0)\n")
+    out = tmp_path / "s.csv"
+    common = ["score", "--proxy", "params", "--space", "nb201", "--batch-size", "8", "--archs", str(archs)]
+    real_build, calls = spaces.build, []
+
+    def build_then_interrupt(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(spaces, "build", build_then_interrupt)
+    assert cli.main([*common, "--out", str(out)]) == 130
+    assert [r["arch"] for r in csv.DictReader(out.open())] == [ARCH, "(1, 0, 2, 2, 2, 1)"]
+    monkeypatch.setattr(spaces, "build", real_build)
+
+    def disk_full(path, text):
+        raise EznasError(f"cannot write {path}: disk full (the previous version, if any, is kept)")
+
+    monkeypatch.setattr(score_mod, "atomic_write_text", disk_full)
+    capsys.readouterr()
+    assert cli.main([*common, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "disk full" in captured.err and "printed to stdout" in captured.err
+    assert [r["arch"] for r in csv.DictReader(captured.out.splitlines())] == [ARCH, "(1, 0, 2, 2, 2, 1)",
+                                                                             "(0, 0, 0, 0, 0, 0)"]
+
+
+def test_runtime_is_torch_only_and_embedded_verbatim(task):
+    from eznas import runtime
+    from eznas.export import writing
+
+    text = task["files"][1].read_text()
+    folder = Path(runtime.__file__).parent
+    imports, sections = writing.runtime_sections()
+    assert [name for name, _ in sections] == [f"eznas/runtime/{m}.py" for m in runtime.MODULES]
+    for name, code in sections:
+        source = (folder / Path(name).name).read_text()
+        assert code in source and code in text  # verbatim, both ways
+        for node in ast.walk(ast.parse(source)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            for m in mods:
+                assert m.split(".")[0] in ("__future__", "collections", "dataclasses", "math", "typing", "torch") \
+                    or m.startswith("eznas.runtime"), (name, m)
+
+
 # ----------------------------------------------------------------------------- simplify and LaTeX
 def _random_values(rows: int = 6) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)

@@ -170,3 +170,64 @@ def test_load_task_stats_stacks_rows(tmp_path, data_dir):
     missing = benchmarks.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
     with pytest.raises(EznasError, match="not cached"):
         load_task_stats(missing, st, tmp_path)
+
+
+def test_swapped_entry_is_detected(tmp_path, data_dir):
+    """An entry file replaced by another network's (or another setting's) is not silently used."""
+    other = "(1, 0, 2, 2, 2, 1)"
+    st = settings()
+    build_cache([(ARCH, st), (other, st)], tmp_path, progress=False)
+    mine, theirs = entry_path(tmp_path, st, ARCH), entry_path(tmp_path, st, other)
+    good = mine.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+    task = benchmarks.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
+    with pytest.raises(EznasError, match=f"holds arch {other.replace('(', '.').replace(')', '.')}, not"):
+        load_task_stats(task, st, tmp_path)
+    messages: list[str] = []
+    rep = build_cache([(ARCH, st)], tmp_path, progress=False, log=messages.append)
+    assert rep.recomputed_corrupt == 1 and rep.computed == 1 and "holds arch" in messages[0]
+    assert mine.read_bytes() == good  # recomputed, byte-identical
+    seeded = settings(seed=1)
+    entry_path(tmp_path, seeded, ARCH).parent.mkdir(parents=True, exist_ok=True)
+    entry_path(tmp_path, seeded, ARCH).write_bytes(good)
+    with pytest.raises(EznasError, match="other settings"):
+        load_task_stats(task, seeded, tmp_path)
+
+
+def test_workers_must_be_positive(capsys):
+    from eznas import cli
+
+    assert cli.main(["stats", "configs/does-not-matter.yaml", "--workers", "-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["eznas: error: --workers must be >= 1, got -3"]
+
+
+_ORPHAN = """
+import sys, torch
+from pathlib import Path
+from eznas import benchmarks
+from eznas.stats import StatsSettings, build_cache
+torch.set_num_threads(1)
+st = StatsSettings("nb201", "cifar10", width=4, depth=1, batch_size=8, R=4, s=4)
+archs = benchmarks.load_task("nb201", "cifar10").archs[:8]
+print("start", flush=True)
+build_cache([(a, st) for a in archs], Path(sys.argv[1]), workers=2, progress=False)
+"""
+
+
+def test_orphaned_workers_exit_quietly(tmp_path, data_dir):
+    """The parent of a worker pool dies (SIGKILL): its workers exit within seconds and print nothing."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "start"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(tmp_path.rglob("*.npz")):
+        time.sleep(0.05)  # the workers are up and computing
+    os.kill(proc.pid, signal.SIGKILL)
+    t0 = time.time()
+    err = proc.stderr.read()  # EOF once every process holding the pipe (the workers) has exited
+    assert time.time() - t0 < 30
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
