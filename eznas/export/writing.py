@@ -44,8 +44,9 @@ _HEADER = ("from __future__ import annotations", "import math", "import torch", 
 # ----------------------------------------------------------------------------- the runtime, verbatim
 def runtime_sections() -> tuple[list[str], list[tuple[str, str]]]:
     """(import lines, [(file name, code)]) of :mod:`eznas.runtime`'s modules in embedding order:
-    each file's text after its docstring and imports, verbatim; imports within the runtime are
-    dropped (the code is concatenated), the others collected for the module's header."""
+    each file's docstring as comment lines, then its text after the docstring and imports,
+    verbatim; imports within the runtime are dropped (the code is concatenated), the others
+    collected for the module's header."""
     imports: list[str] = []
     sections = []
     folder = Path(runtime.__file__).parent
@@ -53,10 +54,10 @@ def runtime_sections() -> tuple[list[str], list[tuple[str, str]]]:
         path = folder / f"{name}.py"
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
-        end = 0
+        end, doc = 0, ""
         for i, node in enumerate(ast.parse(text).body):
             if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-                end = node.end_lineno or end  # the module docstring
+                end, doc = node.end_lineno or end, str(node.value.value)  # the module docstring
                 continue
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 break
@@ -66,7 +67,8 @@ def runtime_sections() -> tuple[list[str], list[tuple[str, str]]]:
             if not any(m.startswith("eznas.runtime") for m in mods):
                 imports.append("\n".join(lines[node.lineno - 1:node.end_lineno]))
             end = node.end_lineno or end
-        sections.append((f"eznas/runtime/{name}.py", "\n".join(lines[end:]).strip()))
+        comment = "\n".join(("# " + ln).rstrip() for ln in doc.strip().splitlines())
+        sections.append((f"eznas/runtime/{name}.py", comment + "\n\n" + "\n".join(lines[end:]).strip()))
     return list(dict.fromkeys(ln for ln in imports if ln not in _HEADER)), sections
 
 

@@ -14,15 +14,15 @@ torch and the standard library. Modules, in the order they are embedded:
 - :mod:`.proxy`     a proxy's entry points: statistics, per-unit scores, network score.
 
 Exactness: an exported proxy given the search's batch (``eznas.data.make_batches``' D, N, P and
-targets, the space's loss) on the search's network computes bit for bit the statistics the search
-cached and the same per-unit and network scores, with two exceptions. (1) The search evaluates a
-program on all networks' units of a task at once, the proxy on one network's units: primitives
-whose torch kernels pick a different algorithm for a different batch size (matmul-based ones such
-as ``matmul``, ``slogdet``, ``eig_ratio``, ``svd_ratio``, ``cosine``) may then differ in the last
-bits (float32 rounding, well below 1e-6 relative in our tests); element-wise and counting
-programs agree exactly. (2) A program that raises on some unit makes the search's whole task NaN
-but only that network's score NaN here. Another torch build or thread count can change the last
-bits of the recorded statistics themselves (different reduction orders), on both sides alike.
+targets, the space's loss) on the search's network computes the statistics the search cached, bit
+for bit (it applies the cache's storage round trip, :func:`quantise`), and the same per-unit and
+network scores (tested on every net of a task: bit for bit, also for a counting program on
+float16-cached statistics). Not guaranteed: (1) the search evaluates a program on all networks'
+units of a task at once, a proxy on one network's units, so primitives whose torch kernels pick
+another algorithm for another batch size (matmul-based ones: ``matmul``, ``slogdet``,
+``eig_ratio``, ``svd_ratio``, ``cosine``) may differ in the last float32 bits; (2) a program that
+raises on some unit makes the search's whole task NaN but only that network's score NaN here;
+(3) another torch build or thread count changes the last bits of the statistics on both sides.
 """
 from __future__ import annotations
 
@@ -40,4 +40,5 @@ MODULES = ("tensors", "sketch", "units", "record", "precision", "aggregate", "pr
 __all__ = ["FAMILY", "FAMILY_SEED", "INDEX", "INPUTS", "MODULES", "ROLES", "Recorder", "STORAGE_DTYPES",
            "SketchIndex", "TENSOR_NAMES", "UNIT_AGGREGATES", "UNIT_ORDERS", "aggregate_net", "aggregate_units",
            "decode", "dnp_inputs", "draw_noise", "encode", "find_units", "is_unit", "make_index", "program_scores",
-           "proxy_score", "proxy_statistics", "proxy_unit_scores", "quantise", "record_statistics", "run_passes", "sketch_seed", "unit_weight", "weight_matrix"]
+           "proxy_score", "proxy_statistics", "proxy_unit_scores", "quantise", "record_statistics", "run_passes",
+           "sketch_seed", "unit_weight", "weight_matrix"]
