@@ -394,7 +394,8 @@ def test_score_out_and_archs_are_checked_before_scoring(task, tmp_path, capsys, 
     line = _one_error_line(capsys)
     assert f"{archs} line 5:" in line and "nb201" in line
     archs.write_text(f"{ARCH}\n")
-    for out, message in [(tmp_path, "is a directory"), (tmp_path / "no" / "s.csv", "does not exist")]:
+    for out, message in [(tmp_path, "is a directory"), (tmp_path / "no" / "s.csv", "does not exist"),
+                         (archs, "would overwrite")]:
         assert cli.main([*common, "--archs", str(archs), "--out", str(out)]) == 2
         assert message in _one_error_line(capsys)
 

@@ -82,7 +82,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise EznasError("give exactly one of --arch KEY or --archs FILE")
     if args.batch_size < 1:
         raise EznasError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out = None if args.out is None else check_output(Path(args.out).expanduser(), "--out")
+    protect = [Path(args.archs).expanduser()] if args.archs else []
+    out = None if args.out is None else check_output(Path(args.out).expanduser(), "--out", protect=protect)
     sp = get_space(args.space)
     if args.arch is not None:
         sp.decode(args.arch)
