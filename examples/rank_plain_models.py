@@ -6,7 +6,7 @@
 The proxy is loaded with ``eznas.load_proxy``, which parses the exported file and never executes
 it (pass ``--trust`` to import it as Python instead). The models use ordinary ``nn.Conv2d`` /
 ``nn.BatchNorm2d`` / ``nn.ReLU`` modules, so the proxy treats every conv as a unit (see
-``eznas.export``). Inputs are one batch of random images (or CIFAR-10 with ``--cifar``, which
+``eznas.runtime.units``). Inputs are one batch of random images (or CIFAR-10 with ``--cifar``, which
 needs EZNAS_DATA_DIR). Runs on CPU in seconds.
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ import torch
 
 from eznas import benchmarks
 from eznas.spaces import build
-from eznas.stats import StatsSettings, build_cache, net_batches, run_passes
+from eznas.runtime import run_passes
+from eznas.stats import StatsSettings, build_cache, net_batches
 
 
 def timed_pair(arch: str, st: StatsSettings, batches, cache: Path) -> tuple[float, float]:
@@ -27,7 +28,7 @@ def timed_pair(arch: str, st: StatsSettings, batches, cache: Path) -> tuple[floa
     affects both alike."""
     t0 = time.perf_counter()
     model = build(st.space, arch, st.dataset, seed=st.seed)
-    run_passes(model, batches, lambda out, _x: torch.nn.functional.cross_entropy(out, batches.targets))
+    run_passes(model, batches.items(), batches.targets, torch.nn.functional.cross_entropy)
     t1 = time.perf_counter()
     build_cache([(arch, st)], cache, progress=False)
     return t1 - t0, time.perf_counter() - t1

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("--rank", type=int, default=1)
     ex.add_argument("--out", required=True)
-    ex.set_defaults(func=_lazy("eznas.export", "cmd_export"))
+    ex.set_defaults(func=_lazy("eznas.export.writing", "cmd_export"))
 
     sc = sub.add_parser("score", help="score architectures with a proxy")
     sc.add_argument("--proxy", required=True, action="append",
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=64)
     sc.add_argument("--data-dir", default=None)
     sc.add_argument("--trust", action="store_true", help="run the proxy file as Python (otherwise it is only parsed, never executed)")
-    sc.set_defaults(func=_lazy("eznas.export", "cmd_score"))
+    sc.set_defaults(func=_lazy("eznas.export.score", "cmd_score"))
 
     n = sub.add_parser("nas", help="zero-shot architecture search with a proxy (NB201 table of trained accuracies)")
     n.add_argument("--proxy", required=True, action="append",

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from eznas import datasets
 from eznas.errors import EznasError
+from eznas.runtime.record import draw_noise
 
 ENV_VAR = "EZNAS_DATA_DIR"
 DOWNLOAD_HINT = "run `eznas data download` (or set EZNAS_DATA_DIR / config data_dir)"
@@ -253,7 +254,6 @@ def make_batches(
     g = torch.Generator().manual_seed(int(seed))
     idx = torch.randperm(len(images), generator=g)[:batch_size].numpy()
     D = normalise(images[idx], dataset, size or image_size(dataset), (own.mean, own.std) if own else None)
-    N = torch.randn(D.shape, generator=g)
-    P = D + noise_scale * torch.randn(D.shape, generator=g)
+    N, P = draw_noise(D, g, noise_scale)  # after the image indices, from the same generator
     targets = torch.from_numpy(labels[idx] % num_classes).long()
     return Batches(D, N, P, targets)

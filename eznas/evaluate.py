@@ -23,14 +23,13 @@ import argparse
 import csv
 import hashlib
 import importlib
-import inspect
 import json
 import math
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,9 @@ from eznas.data import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
-from eznas.proxies import LossFn, get_proxy, proxy_names
-from eznas.spaces import SearchSpace, build, get_space
+from eznas.losses import space_loss
+from eznas.proxies import LossFn
+from eznas.spaces import build, get_space
 
 CACHE_FILE = "score_cache.json"
 CACHE_VERSION = 1
@@ -69,20 +69,8 @@ class ProxySpec:
     def score(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
               loss_fn: LossFn | None) -> float:
         if self._fn is None:
-            self._fn = _with_loss(self.loader())
-        return float(self._fn(model, inputs, targets, loss_fn))
-
-
-def _with_loss(fn: Callable[..., float]) -> Callable[..., float]:
-    """Call ``fn(model, inputs, targets)``, passing ``loss_fn`` only where it accepts one."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes = "loss_fn" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if takes:
-        return lambda m, x, y, loss: fn(m, x, y, loss_fn=loss)
-    return lambda m, x, y, loss: fn(m, x, y)
+            self._fn = self.loader()
+        return _export_module().call_proxy(self._fn, model, inputs, targets, loss_fn=loss_fn)
 
 
 def _export_module() -> Any:
@@ -92,63 +80,35 @@ def _export_module() -> Any:
         raise EznasError(f"evaluating exported proxies needs eznas.export, which cannot be imported ({e})") from None
 
 
-def _export_func(name: str) -> Callable[..., Any]:
-    func = getattr(_export_module(), name, None)
-    if func is None:
-        raise EznasError(f"eznas.export has no function {name}(); cannot load exported proxies")
-    return func
-
-
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _file_proxy(path: Path) -> ProxySpec:
-    return ProxySpec(path.stem, f"file:{_file_hash(path)}", lambda: _export_func("load_proxy")(str(path)))
-
-
-def _named_items(loaded: Any, run_dir: Path) -> list[tuple[str, Callable[..., float]]]:
-    if isinstance(loaded, Mapping):
-        return [(str(k), v) for k, v in loaded.items()]
-    items = []
-    for i, item in enumerate(loaded or []):
-        if isinstance(item, tuple) and len(item) == 2:
-            items.append((str(item[0]), item[1]))
-        elif callable(item):
-            items.append((str(getattr(item, "name", None) or f"rank{i + 1}"), item))
-        else:
-            raise EznasError(f"run directory {run_dir}: unexpected hall-of-fame entry {type(item).__name__}")
-    return items
-
-
 def _run_proxies(run_dir: Path) -> list[ProxySpec]:
-    loaded = _export_func("load_run_proxies")(str(run_dir))
+    loaded = _export_module().load_run_proxies(str(run_dir))
     hof = run_dir / "hall_of_fame.json"
     ident = _file_hash(hof) if hof.is_file() else hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    specs = []
-    for name, fn in _named_items(loaded, run_dir):
-        specs.append(ProxySpec(f"{run_dir.name}:{name}", f"run:{ident}:{name}", lambda fn=fn: fn))
+    specs = [ProxySpec(f"{run_dir.name}:{name}", f"run:{ident}:{name}", lambda fn=fn: fn) for name, fn in loaded.items()]
     if not specs:
         raise EznasError(f"run directory {run_dir} has no proxies in its hall of fame")
     return specs
 
 
 def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
-    """Baseline names, exported ``.py`` files and run directories -> :class:`ProxySpec` list."""
+    """Baseline names, exported ``.py`` files and run directories -> :class:`ProxySpec` list
+    (what each names is decided by :func:`eznas.export.proxy_kind`, as for ``load_proxy``)."""
+    export = _export_module()
     out: list[ProxySpec] = []
     for spec in dict.fromkeys(specs):
-        if spec in proxy_names():
-            out.append(ProxySpec(spec, spec, lambda spec=spec: get_proxy(spec), baseline=spec))
-            continue
+        kind = export.proxy_kind(spec)
         path = Path(spec).expanduser()
-        if path.is_dir():
+        if kind == "run":
             out.extend(_run_proxies(path))
-        elif path.is_file():
-            out.append(_file_proxy(path))
-        elif spec.endswith(".py") or os.sep in spec:
-            raise EznasError(f"proxy file or run directory not found: {spec}")
+        elif kind == "file":
+            out.append(ProxySpec(path.stem, f"file:{_file_hash(path)}",
+                                 lambda path=path: _export_module().load_proxy(str(path))))
         else:
-            get_proxy(spec)  # raises the unknown-name error listing the valid names
+            out.append(ProxySpec(spec, spec, lambda spec=spec: _export_module().load_proxy(spec), baseline=spec))
     labels = [s.label for s in out]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup is not None:
@@ -192,24 +152,6 @@ class ScoreCache:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _inputs_for(inputs: torch.Tensor, targets: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The rows of ``inputs`` matching ``t``, a slice of ``targets`` (proxies split batches)."""
-    if t.shape[0] == targets.shape[0]:
-        return inputs
-    if t.untyped_storage().data_ptr() == targets.untyped_storage().data_ptr() and targets.stride(0) > 0:
-        start = (t.storage_offset() - targets.storage_offset()) // targets.stride(0)
-        return inputs[start:start + t.shape[0]]
-    return inputs[: t.shape[0]]
-
-
-def space_loss(space: SearchSpace, dataset: str, inputs: torch.Tensor, targets: torch.Tensor) -> LossFn | None:
-    """The space's loss as ``loss_fn(output, targets)``; None (cross-entropy) for spaces that keep
-    the default."""
-    if type(space).loss is SearchSpace.loss:
-        return None
-    return lambda out, t: space.loss(out, _inputs_for(inputs, targets, t), t, dataset)
-
-
 @dataclass
 class TaskScores:
     name: str
@@ -253,7 +195,7 @@ def score_task(cfg: config_mod.Config, task: benchmarks.Task, specs: list[ProxyS
     ev, net = cfg.evaluate, cfg.network
     batches = make_batches(task.dataset, ev.batch_size, cfg.seed, num_classes=sp.num_classes(task.dataset),
                            root=cfg.data_dir, size=sp.input_size(task.dataset))
-    batch = (batches.D, batches.targets, space_loss(sp, task.dataset, batches.D, batches.targets))
+    batch = (batches.D, batches.targets, space_loss(sp, task.dataset, batches.D, batches.targets, default_none=True))
     scores = {s.label: np.full(len(task), np.nan) for s in specs}
     seconds: dict[str, list[float]] = {s.label: [] for s in specs}
     for i, arch in enumerate(tqdm(task.archs, desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)):
@@ -438,11 +380,13 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
              out: str | os.PathLike | None = None, progress: bool = True,
              ensemble: bool | None = None) -> EvaluationResult:
     """Score, tabulate, plot and write everything; see the module docstring."""
+    out_dir = Path(out).expanduser() if out else Path(cfg.run_dir) / "evaluation"
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise EznasError(f"output directory {out_dir} exists and is not a directory")
     specs = resolve_proxies(list(proxies) if proxies else cfg.evaluate.proxies)
     if not specs:
         raise EznasError("no proxies to evaluate; give --proxies or config evaluate.proxies")
     published = cfg.evaluate.published if published is None else published
-    out_dir = Path(out) if out else Path(cfg.run_dir) / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     cache, counters = ScoreCache(out_dir / CACHE_FILE), Counters()
     tasks, scored = evaluation_tasks(cfg), []

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from eznas import metrics
+from eznas.errors import EznasError
+from eznas.runtime import aggregate_units
 from eznas.stats import TaskStats
 
 INVALID = -1.0
@@ -35,22 +37,17 @@ class UnitLayout:
 
 
 def net_scores(row_scores: torch.Tensor, layout: UnitLayout, how: str = "mean") -> np.ndarray:
-    """Aggregate per-unit scores into one score per network (mean, sum or median over units)."""
+    """Aggregate per-unit scores into one score per network (mean, sum or median over units, see
+    :func:`eznas.runtime.aggregate_units`; an unknown ``how`` is an error)."""
     grid = torch.full((layout.n_nets * layout.max_units,), math.nan, dtype=torch.float64)
     grid[layout.position] = row_scores.to(torch.float64)
-    grid = grid.view(layout.n_nets, layout.max_units)
-    present = torch.zeros_like(grid, dtype=torch.bool).view(-1)
+    present = torch.zeros(layout.n_nets * layout.max_units, dtype=torch.bool)
     present[layout.position] = True
-    present = present.view_as(grid)
-    bad = present & ~torch.isfinite(grid)
-    if how == "sum":
-        out = torch.where(present, grid, 0.0).sum(1)
-    elif how == "median":
-        out = grid.nanmedian(1).values
-    else:
-        out = torch.where(present, grid, 0.0).sum(1) / present.sum(1).clamp(min=1)
-    out[bad.any(1)] = math.nan  # a non-finite unit makes its network's score non-finite
-    return out.numpy()
+    shape = (layout.n_nets, layout.max_units)
+    try:
+        return aggregate_units(grid.view(shape), present.view(shape), how).numpy()
+    except ValueError as e:
+        raise EznasError(str(e)) from None
 
 
 def correlation(scores: np.ndarray, accuracies: np.ndarray, kind: str = "kendall") -> float:

@@ -1,15 +1,16 @@
-"""Network statistics: hooks record 22 sketched tensors per unit; an on-disk cache; stacked loading.
+"""Network statistics of a config's tasks: an on-disk cache of sketched statistics, and stacked loading.
 
-For every unit (see :mod:`eznas.spaces.common`) and each input D, N, P, one forward and one
-backward pass (BatchNorm in training mode, the space's loss) record the unit input ``X``, the
-pre-activation ``Z``, the activation ``A``, their gradients and the weight gradient; plus the
-weight ``W``: 22 tensors (:data:`eznas.tensors.TENSOR_NAMES`), each sketched to (R, s, s) as soon
-as it appears, so a network never holds more than its own autograd graph.
+Recording itself is :mod:`eznas.runtime` (the code ``eznas export`` copies into proxies): for
+every unit and each input D, N, P, one forward and one backward pass (BatchNorm in training mode,
+the space's loss via :mod:`eznas.losses`) record the 22 tensors, each sketched to (R, s, s).
 
-Cache entries are ``.npz`` files (no pickle): float16 values divided by a per-(unit, tensor)
-float32 scale (so small gradients do not underflow), the scales, block validity masks and a
-SHA-256 of the payload. Writes go to a temporary file and are renamed into place, so a killed
-build leaves no half-written entry; a corrupt entry is reported and recomputed.
+Cache entries are ``.npz`` files (no pickle): values as stored by
+:func:`eznas.runtime.encode` (float16 or float32 divided by a per-(unit, tensor) float32 scale,
+so small gradients do not underflow), the scales, block validity masks, a SHA-256 of the payload
+and the entry's own arch key and settings (checked on every read, so an entry file swapped for
+another network's is detected). Writes go to a temporary file and are renamed into place, so a
+killed build leaves no half-written entry; a corrupt or mismatching entry is reported and
+recomputed by :func:`build_cache` and a one-line error when loading.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,22 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from tqdm import tqdm
 
 import eznas
 from eznas import benchmarks
 from eznas import config as config_mod
+from eznas import runtime
 from eznas.atomic import atomic_write
 from eznas.data import Batches, make_batches
 from eznas.errors import EznasError
-from eznas.sketch import SketchIndex, make_index, weight_matrix
+from eznas.losses import space_loss
+from eznas.progress import progress as progress_bar
 from eznas.spaces import build as build_net
-from eznas.spaces import get_space, units
-from eznas.tensors import FAMILY, INDEX, TENSOR_NAMES
+from eznas.spaces import get_space
 
 FORMAT_VERSION = 1
-_FAMILY_SEED = {"W": 11, "X": 23, "Z": 37, "A": 53}
 
 TensorCallback = Callable[[int, str, torch.Tensor], None]
 
@@ -73,99 +74,6 @@ class StatsSettings:
 
 
 # ----------------------------------------------------------------------------- recording
-class Recorder:
-    """Registers forward/backward hooks on every unit of ``model`` and fills ``values``
-    (units, 22, R, s, s) with sketches. ``on_tensor(unit, name, full)`` optionally sees
-    every full tensor (used by the fidelity experiment)."""
-
-    def __init__(self, model: nn.Module, R: int, s: int, seed: int, on_tensor: TensorCallback | None = None):
-        self.units = units(model)
-        if not self.units:
-            raise EznasError("the network has no ReLU-Conv-BN units to record")
-        self.R, self.s, self.seed = R, s, seed
-        self.values = torch.zeros(len(self.units), len(TENSOR_NAMES), R, s, s)
-        self.valid = torch.zeros(len(self.units), len(TENSOR_NAMES), R, s, s, dtype=torch.bool)
-        self.on_tensor = on_tensor
-        self._index: dict[tuple[int, str, tuple[int, ...]], SketchIndex] = {}
-        self._input = "D"
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        for u, unit in enumerate(self.units):
-            self._handles.append(unit.register_forward_pre_hook(self._pre_hook(u)))
-            self._handles.append(unit.bn.register_forward_hook(self._out_hook(u, "Z")))
-            self._handles.append(unit.relu.register_forward_hook(self._out_hook(u, "A")))
-
-    def _sketch(self, u: int, name: str, t: torch.Tensor) -> None:
-        if self.on_tensor is not None:
-            self.on_tensor(u, name, t.detach())
-        fam = FAMILY[name]
-        if fam == "W":
-            t = weight_matrix(t)
-        shape = tuple(t.shape)
-        k = (u, fam, shape)
-        idx = self._index.get(k)
-        if idx is None:
-            seed = self.seed * 1_000_003 + u * 101 + _FAMILY_SEED[fam]
-            idx = self._index[k] = make_index(shape, self.R, self.s, seed)
-        i = INDEX[name]
-        self.values[u, i] = idx.take(t).float()
-        self.valid[u, i] = idx.valid
-
-    def _record(self, u: int, role: str, t: torch.Tensor) -> None:
-        name = f"{role}_{self._input}"
-        self._sketch(u, name, t)
-        if t.requires_grad:
-            t.register_hook(lambda g, u=u, n=f"g{name}": self._sketch(u, n, g))
-
-    def _pre_hook(self, u: int):
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            self._record(u, "X", args[0])
-        return hook
-
-    def _out_hook(self, u: int, role: str):
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            self._record(u, role, out)
-        return hook
-
-    def set_input(self, name: str) -> None:
-        self._input = name
-
-    def record_weights(self, name: str | None = None) -> None:
-        """Sketch ``W`` (name None) or the weight gradients ``gW_<input>`` after a backward pass."""
-        for u, unit in enumerate(self.units):
-            w = unit.weight_conv.weight
-            if name is None:
-                self._sketch(u, "W", w)
-            elif w.grad is not None:
-                self._sketch(u, name, w.grad)
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-
-def run_passes(model: nn.Module, batches: Batches, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-               recorder: Recorder | None = None) -> None:
-    """One forward + backward pass per input D, N, P (BatchNorm in training mode)."""
-    model.train()
-    if recorder is not None:
-        recorder.record_weights(None)
-    for name, x in batches.items():
-        model.zero_grad(set_to_none=True)
-        if recorder is not None:
-            recorder.set_input(name)
-        out = model(x)
-        loss_fn(out, x).backward()
-        if recorder is not None:
-            recorder.record_weights(f"gW_{name}")
-    model.zero_grad(set_to_none=True)
-
-
-def _loss_for(space: str, dataset: str, targets: torch.Tensor):
-    sp = get_space(space)
-    return lambda out, x: sp.loss(out, x, targets, dataset)
-
-
 def net_batches(st: StatsSettings, data_dir: str | None = None) -> Batches:
     sp = get_space(st.space)
     return make_batches(st.dataset, st.batch_size, st.seed, num_classes=sp.num_classes(st.dataset),
@@ -174,16 +82,15 @@ def net_batches(st: StatsSettings, data_dir: str | None = None) -> Batches:
 
 def compute_net(arch: str, st: StatsSettings, batches: Batches,
                 on_tensor: TensorCallback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sketched statistics of one network: values (units, 22, R, s, s) and validity masks."""
+    """Sketched statistics of one network (float32, before storage): values (units, 22, R, s, s)
+    and validity masks, recorded by :func:`eznas.runtime.record_statistics`."""
     model = build_net(st.space, arch, st.dataset, seed=st.seed, width=st.width, depth=st.depth)
-    rec = Recorder(model, st.R, st.s, st.seed, on_tensor)
+    loss = space_loss(get_space(st.space), st.dataset, batches.D, batches.targets)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(st.seed)
-            run_passes(model, batches, _loss_for(st.space, st.dataset, batches.targets), rec)
-    finally:
-        rec.close()
-    return rec.values, rec.valid
+        return runtime.record_statistics(model, batches.D, batches.targets, st.R, st.s, st.seed, st.noise_scale,
+                                         loss, batches.N, batches.P, on_tensor)
+    except ValueError as e:
+        raise EznasError(f"{st.space} arch {arch}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- cache files
@@ -209,12 +116,11 @@ def _digest(*arrays: np.ndarray) -> str:
 
 def write_entry(path: Path, arch: str, st: StatsSettings, values: torch.Tensor, valid: torch.Tensor) -> int:
     """Atomically write one network's statistics; returns the bytes written."""
-    v = values.numpy()
-    scale = np.abs(v).reshape(v.shape[0], v.shape[1], -1).max(axis=2).astype(np.float32)
-    scale[~np.isfinite(scale) | (scale == 0)] = 1.0
-    stored = (v / scale[:, :, None, None, None]).astype(np.float16 if st.dtype == "float16" else np.float32)
+    stored_t, scale_t = runtime.encode(values, st.dtype)
+    stored, scale = stored_t.numpy(), scale_t.numpy()
     mask = np.packbits(valid.numpy().reshape(-1))
-    meta = np.array(json.dumps({"arch": arch, "settings": st.__dict__, "shape": list(v.shape)}))
+    meta = np.array(json.dumps({"arch": arch, "settings": st.__dict__, "shape": list(values.shape),
+                                "format": FORMAT_VERSION}))
     digest = np.array(_digest(stored, scale, mask))
     atomic_write(path, lambda f: np.savez(f, values=stored, scale=scale, mask=mask, meta=meta, digest=digest),
                  binary=True)
@@ -225,18 +131,25 @@ class CorruptEntry(Exception):
     pass
 
 
-def read_entry(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """values (units, 22, R, s, s) float32 and valid mask (same shape); CorruptEntry if damaged."""
+def read_entry(path: Path, arch: str | None = None, st: StatsSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """values (units, 22, R, s, s) float32 (:func:`eznas.runtime.decode`) and the valid mask (same
+    shape); CorruptEntry if the file is damaged or (given ``arch`` / ``st``) holds another entry."""
     try:
         with np.load(path, allow_pickle=False) as z:
             stored, scale, mask = z["values"], z["scale"], z["mask"]
             meta, digest = json.loads(str(z["meta"])), str(z["digest"])
-    except Exception as e:  # zip/CRC/format errors all mean the same thing here
+        shape = tuple(int(n) for n in meta["shape"])
+        settings = meta["settings"]
+        held = meta["arch"]
+    except Exception as e:  # zip/CRC/format/JSON errors all mean the same thing here
         raise CorruptEntry(f"{path}: {e.__class__.__name__}") from None
-    if _digest(stored, scale, mask) != digest:
+    if _digest(stored, scale, mask) != digest or stored.shape != shape:
         raise CorruptEntry(f"{path}: checksum mismatch")
-    shape = tuple(meta["shape"])
-    values = stored.astype(np.float32) * scale[:, :, None, None, None]
+    if arch is not None and held != arch:
+        raise CorruptEntry(f"{path}: holds arch {held}, not {arch}")
+    if st is not None and settings != json.loads(json.dumps(st.__dict__)):
+        raise CorruptEntry(f"{path}: holds statistics of other settings")
+    values = runtime.decode(torch.from_numpy(stored), torch.from_numpy(scale)).numpy()
     valid = np.unpackbits(mask)[: int(np.prod(shape))].reshape(shape).astype(bool)
     return values, valid
 
@@ -251,57 +164,76 @@ class BuildReport:
     bytes: int = 0
 
 
-def _entry_ok(path: Path) -> bool | None:
-    """True: valid entry; False: corrupt; None: absent."""
+def _entry_problem(path: Path, arch: str, st: StatsSettings) -> str | None:
+    """None for a valid entry, else why it must be computed ("missing" or what is wrong with it)."""
     if not path.is_file():
-        return None
+        return "missing"
     try:
-        read_entry(path)
-        return True
-    except CorruptEntry:
-        return False
+        read_entry(path, arch, st)
+        return None
+    except CorruptEntry as e:
+        return str(e)
+
+
+_PARENT: int | None = None  # a pool worker: the pid of the process that started it
 
 
 def _compute_and_write(job: tuple[str, StatsSettings, str, str | None, int]) -> int:
     arch, st, path, data_dir, threads = job
     if threads:
         torch.set_num_threads(threads)
-    batches = net_batches(st, data_dir)
-    values, valid = compute_net(arch, st, batches)
-    return write_entry(Path(path), arch, st, values, valid)
+    values, valid = compute_net(arch, st, net_batches(st, data_dir))
+    nbytes = write_entry(Path(path), arch, st, values, valid)
+    _exit_if_orphaned()  # the entry is kept; nobody is left to take the result
+    return nbytes
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops the pool; finished entries stay."""
-    import signal
+def _exit_if_orphaned() -> None:
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(0)
 
+
+def _init_worker(parent: int) -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops the pool (finished entries stay), and
+    exit quietly, without a BrokenPipeError, as soon as the parent is gone."""
+    global _PARENT
+    _PARENT = parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            _exit_if_orphaned()
+
+    threading.Thread(target=watch, name="eznas-orphan-watch", daemon=True).start()
 
 
 def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data_dir: str | None = None,
                 workers: int = 1, progress: bool = True, log: Callable[[str], None] | None = None) -> BuildReport:
     """Compute every missing (or corrupt) entry; finished entries survive an interrupt."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise EznasError(f"--workers must be a whole number >= 1, got {workers}")
     log = log or (lambda m: print(m, file=sys.stderr))
     rep = BuildReport()
     todo = []
     for arch, st in jobs:
         p = entry_path(cache_dir, st, arch)
-        ok = _entry_ok(p)
-        if ok:
+        problem = _entry_problem(p, arch, st)
+        if problem is None:
             rep.reused += 1
             continue
-        if ok is False:
-            log(f"eznas: corrupt cache entry {p} (arch {arch}); recomputing")
+        if problem != "missing":
+            log(f"eznas: corrupt cache entry {problem} (arch {arch}); recomputing")
             rep.recomputed_corrupt += 1
             p.unlink(missing_ok=True)
         todo.append((arch, st, str(p), data_dir, 1 if workers > 1 else 0))
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="statistics", unit="net", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="statistics", unit="net", disable=not progress)
     try:
         if workers > 1 and len(todo) > 1:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                 for nbytes in pool.imap_unordered(_compute_and_write, todo):
                     rep.computed += 1
                     rep.bytes += nbytes
@@ -354,7 +286,7 @@ def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path, m
         if not p.is_file():
             raise EznasError(f"statistics for {task.name} arch {arch} are not cached; run `eznas stats CONFIG` first")
         try:
-            v, m = read_entry(p)
+            v, m = read_entry(p, arch, st)
         except CorruptEntry as e:
             raise EznasError(f"corrupt statistics cache entry {e}; run `eznas stats CONFIG` to recompute it") from None
         vals.append(torch.from_numpy(v))
@@ -382,12 +314,14 @@ def config_jobs(cfg: config_mod.Config, splits: Iterable[str] = ("evolve", "vali
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise EznasError(f"--workers must be >= 1, got {args.workers}")
     cfg = config_mod.load(args.config)
     jobs, by_task = config_jobs(cfg)
     cache = default_cache_dir(cfg)
     workers = args.workers or cfg.stats.workers
     print(f"statistics for {len(jobs)} networks of {len(by_task)} task(s) -> {cache}")
-    rep = build_cache(jobs, cache, cfg.data_dir, workers=workers, progress=sys.stderr.isatty())
+    rep = build_cache(jobs, cache, cfg.data_dir, workers=workers)
     per = rep.seconds / rep.computed if rep.computed else 0.0
     print(f"computed {rep.computed}, reused {rep.reused}, recomputed corrupt {rep.recomputed_corrupt}; "
           f"{rep.seconds:.1f} s ({per:.2f} s/net), {rep.bytes / max(rep.computed, 1) / 1e6:.2f} MB/net written")

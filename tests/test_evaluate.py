@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +95,10 @@ def test_cli_and_errors(data_dir, tmp_path, capsys):
 
 
 def test_exported_proxies_through_eznas_export(data_dir, tmp_path, monkeypatch):
+    """Files and run directories are told apart by eznas.export's own dispatch; its loaders are
+    replaced by a size proxy here, so the columns must rank like ``params``."""
+    from eznas import export
+
     proxy_file = tmp_path / "my_proxy.py"
     proxy_file.write_text("# exported proxy\n")
     run_dir = tmp_path / "evolved"
@@ -104,10 +107,9 @@ def test_exported_proxies_through_eznas_export(data_dir, tmp_path, monkeypatch):
     def n_params(model, inputs, targets):
         return float(sum(p.numel() for p in model.parameters()))
 
-    fake = types.ModuleType("eznas.export")
-    fake.load_proxy = lambda path: n_params
-    fake.load_run_proxies = lambda path: {"rank1": n_params}
-    monkeypatch.setitem(sys.modules, "eznas.export", fake)
+    real_load = export.load_proxy
+    monkeypatch.setattr(export, "load_proxy", lambda path: n_params if path == str(proxy_file) else real_load(path))
+    monkeypatch.setattr(export, "load_run_proxies", lambda path: {"rank1": n_params})
     cfg = tiny_config(data_dir, tmp_path / "run")
     res = ev.evaluate(cfg, proxies=["params", str(proxy_file), str(run_dir)], progress=False)
     assert res.labels == ["params", "my_proxy", "evolved:rank1"]
@@ -129,11 +131,26 @@ def test_exported_proxies_through_eznas_export(data_dir, tmp_path, monkeypatch):
         ev.evaluate(cfg, proxies=[str(run_dir)], progress=False)
 
 
+def test_out_must_be_a_directory(data_dir, tmp_path, capsys, monkeypatch):
+    cfg_path = tmp_path / "c.yaml"
+    raw = config.to_dict(tiny_config(data_dir, tmp_path / "run"))
+    raw.pop("source")
+    cfg_path.write_text(yaml.safe_dump(raw))
+    readme = tmp_path / "README.md"
+    readme.write_text("keep me\n")
+    monkeypatch.setattr(ev, "build", _no_build)  # refused before any work
+    assert cli.main(["evaluate", str(cfg_path), "--proxies", "params", "--out", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a directory" in err[0] and readme.read_text() == "keep me\n"
+
+
 def test_space_loss_sees_matching_input_rows():
     inputs = torch.arange(8.0).view(8, 1)
     targets = torch.arange(8)
-    assert torch.equal(ev._inputs_for(inputs, targets, targets), inputs)
-    assert torch.equal(ev._inputs_for(inputs, targets, targets[4:8]), inputs[4:8])
+    from eznas.losses import _inputs_for
+
+    assert torch.equal(_inputs_for(inputs, targets, targets), inputs)
+    assert torch.equal(_inputs_for(inputs, targets, targets[4:8]), inputs[4:8])
 
 
 def test_rank_average_ties_nan_and_errors():

@@ -1,8 +1,9 @@
 """`eznas export` / `load_proxy` / `eznas score` and :mod:`eznas.simplify`.
 
 The central check: for every network of a small task, the exported module's score equals the
-in-engine score (statistics from :func:`eznas.stats.compute_net` in float32, the raw program run by
-:class:`eznas.program.Evaluator`, :func:`eznas.fitness.net_scores`) to 1e-6 relative.
+in-engine score (statistics as the search reads them from its cache, the raw program run by
+:class:`eznas.program.Evaluator`, :func:`eznas.fitness.net_scores`): to 1e-6 relative for
+programs with matmul-type primitives, exactly for a counting program on float16-cached statistics.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from eznas.fitness import UnitLayout, net_scores
 from eznas.simplify import Call, Const, Var
 from eznas.spaces import build
 from eznas.spaces.common import ConvBNReLU
-from eznas.stats import StatsSettings, TaskStats, compute_net, net_batches
+from eznas.stats import StatsSettings, build_cache, compute_net, load_task_stats, net_batches
 
 SEED = 3
 PROGRAMS = [
@@ -42,39 +43,53 @@ PROGRAMS = [
     "add_s(slogdet(matmul(W, transpose(transpose(W)))), neg_s(neg_s(svd_ratio(add(W, gW_N)))))",
     "sub_s(mul_s(1.0, mean(normalize(gZ_D))), mul_s(kl(Z_P, A_N), hamming(X_P, gX_N)))",
 ]
+#: counts elements; float16 storage flips some comparisons, so it tells cached from raw statistics
+COUNT_PROGRAM = "sum(gt(Z_D, Z_P))"
 ARCH = "(0, 2, 3, 2, 3, 1)"
-ALLOWED_IMPORTS = {"__future__", "math", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
+ALLOWED_IMPORTS = {"__future__", "math", "dataclasses", "typing", "collections.abc", "torch", "torch.nn",
+                   "torch.nn.functional"}
 
 
-def _tiny_config(run_dir: Path) -> config_mod.Config:
+def _tiny_config(run_dir: Path, dtype: str = "float32", unit_aggregate: str = "mean") -> config_mod.Config:
     return config_mod.from_dict({
         "seed": SEED, "run_dir": str(run_dir), "tasks": [{"space": "nb201", "dataset": "cifar10"}],
         "split": {"evolve": 12, "validate": 6, "test": 6}, "network": {"width": 4, "depth": 1},
-        "stats": {"batch_size": 8, "R": 4, "s": 4, "dtype": "float32"}, "search": {"primitive_set": "eznas"}})
+        "stats": {"batch_size": 8, "R": 4, "s": 4, "dtype": dtype},
+        "search": {"primitive_set": "eznas", "unit_aggregate": unit_aggregate}})
+
+
+def _run_with(run_dir: Path, programs: list[str], cfg: config_mod.Config) -> dict[int, Path]:
+    """A run directory whose hall of fame holds ``programs``, each exported to a file."""
+    run_dir.mkdir()
+    config_mod.dump(cfg, run_dir / "config.yaml")
+    hall = [{"infix": p, "evolve": 0.5 - i / 10, "validate": 0.4 - i / 10,
+             "validate_per_task": {"nb201/cifar10": 0.4 - i / 10},
+             "test": {"nb201/cifar10": {"spearman": 0.6, "kendall": 0.45, "nets": 6}}} for i, p in enumerate(programs)]
+    (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": hall}))
+    files = {}
+    for k in range(1, len(programs) + 1):
+        files[k] = run_dir.parent / f"{run_dir.name}_proxy{k}.py"
+        export.export_proxy(run_dir, files[k], rank=k)
+    return files
+
+
+def _engine(dtype: str, archs: list[str], cache: Path) -> tuple[StatsSettings, object]:
+    """The search's view of ``archs``: statistics built into and read back from its cache."""
+    st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype=dtype, width=4, depth=1)
+    build_cache([(a, st) for a in archs], cache, progress=False)
+    task = benchmarks.Task("nb201", "cifar10", list(archs), np.zeros(len(archs)))
+    return st, load_task_stats(task, st, cache)
 
 
 @pytest.fixture(scope="module")
 def task(data_dir, tmp_path_factory):
-    """12 tiny NB201 nets, their engine statistics, and a run directory holding PROGRAMS."""
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    run_dir.mkdir()
-    cfg = _tiny_config(run_dir)
-    config_mod.dump(cfg, run_dir / "config.yaml")
-    hall = [{"infix": p, "evolve": 0.5 - i / 10, "validate": 0.4 - i / 10,
-             "validate_per_task": {"nb201/cifar10": 0.4 - i / 10},
-             "test": {"nb201/cifar10": {"spearman": 0.6, "kendall": 0.45, "nets": 6}}} for i, p in enumerate(PROGRAMS)]
-    (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": hall}))
-    st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype="float32", width=4, depth=1)
-    batches = net_batches(st)
+    """12 tiny NB201 nets, their cached engine statistics, and a run directory holding PROGRAMS."""
+    root = tmp_path_factory.mktemp("export")
+    run_dir = root / "run"
+    files = _run_with(run_dir, PROGRAMS, _tiny_config(run_dir))
     archs = benchmarks.load_task("nb201", "cifar10", None).archs[:12]
-    values = [compute_net(a, st, batches)[0] for a in archs]
-    ts = TaskStats("nb201/cifar10", archs, np.zeros(len(archs)), torch.cat(values), None,
-                   torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(values)]))
-    files = {}
-    for k in range(1, len(PROGRAMS) + 1):
-        files[k] = run_dir.parent / f"proxy{k}.py"
-        export.export_proxy(run_dir, files[k], rank=k)
-    return {"run_dir": run_dir, "st": st, "batches": batches, "archs": archs, "ts": ts, "files": files}
+    st, ts = _engine("float32", archs, root / "cache")
+    return {"run_dir": run_dir, "st": st, "batches": net_batches(st), "archs": archs, "ts": ts, "files": files}
 
 
 def _model(arch: str) -> nn.Module:
@@ -86,14 +101,17 @@ def _rel(a: float, b: float) -> float:
 
 
 # ----------------------------------------------------------------------------- exactness
+def _engine_scores(ts, infix: str, how: str) -> np.ndarray:
+    pset = program.load_primitive_set("eznas")
+    return net_scores(program.Evaluator(ts.values, pset)(program.parse_infix(infix, pset)), UnitLayout.of(ts), how)
+
+
 def test_exported_module_equals_engine_for_every_net(task):
     b, ts = task["batches"], task["ts"]
-    pset = program.load_primitive_set("eznas")
-    evaluator, layout = program.Evaluator(ts.values, pset), UnitLayout.of(ts)
     run_proxies = export.load_run_proxies(task["run_dir"])
     worst = 0.0
     for k, infix in enumerate(PROGRAMS, 1):
-        engine = net_scores(evaluator(program.parse_infix(infix, pset)), layout)
+        engine = _engine_scores(ts, infix, "mean")
         assert np.isfinite(engine).all(), infix
         module = export.load_proxy(task["files"][k], trust=True)  # runs the exported file's own code
         parsed = export.load_proxy(task["files"][k])  # rebuilt in-process from its JSON
@@ -106,6 +124,25 @@ def test_exported_module_equals_engine_for_every_net(task):
             assert max(errs) <= 1e-6, (infix, arch, got, engine[i])
             worst = max(worst, *errs)
     print(f"\nmax relative error exported vs engine over {len(PROGRAMS)} programs x {len(task['archs'])} nets: {worst:.3g}")
+
+
+def test_counting_program_on_float16_cache_is_exact(data_dir, tmp_path):
+    """A counting program on float16-cached statistics: the exported module's score is the
+    search's to the last bit on every net, although raw float32 statistics would differ."""
+    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:6]
+    run_dir = tmp_path / "run16"
+    files = _run_with(run_dir, [COUNT_PROGRAM], _tiny_config(run_dir, "float16", "sum"))
+    st, ts = _engine("float16", archs, tmp_path / "cache")
+    engine = _engine_scores(ts, COUNT_PROGRAM, "sum")
+    b = net_batches(st)
+    module = export.load_proxy(files[1], trust=True)
+    parsed = export.load_proxy(files[1])
+    got = [[p(_model(a), b.D, b.targets, noise=b.N, perturbed=b.P) for a in archs] for p in (module, parsed)]
+    assert got[0] == list(engine) and got[1] == list(engine)
+    # without the storage round trip the counts differ: the test can tell the two apart
+    raw = torch.cat([compute_net(a, st, b)[0] for a in archs])
+    raw_scores = _engine_scores(type(ts)(ts.name, ts.archs, ts.accuracies, raw, None, ts.net_index), COUNT_PROGRAM, "sum")
+    assert (raw_scores != engine).any()
 
 
 def test_exported_file_needs_only_torch(task):
@@ -309,6 +346,7 @@ def test_export_cli_on_an_evolved_run(data_dir, tmp_path, capsys):
     evolve.run(cfg, Path(cfg.run_dir), progress=False)
     capsys.readouterr()
     out = tmp_path / "exported" / "proxy.py"
+    out.parent.mkdir()
     assert cli.main(["export", cfg.run_dir, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     best = json.loads((Path(cfg.run_dir) / "hall_of_fame.json").read_text())["hall_of_fame"][0]
@@ -316,6 +354,103 @@ def test_export_cli_on_an_evolved_run(data_dir, tmp_path, capsys):
     assert best["infix"] in export.read_proxy_file(out)["raw_expression"]
     assert cli.main(["export", cfg.run_dir, "--rank", "9", "--out", str(out)]) == 2
     assert "--rank must be in 1.." in capsys.readouterr().err
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("eznas: error:"), err
+    return err[0]
+
+
+def test_export_out_is_checked_before_work(task, tmp_path, capsys):
+    run_dir = task["run_dir"]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    link = tmp_path / "link.py"
+    link.symlink_to(tmp_path / "elsewhere.py")
+    for out, message in [(run_dir / "config.yaml", "would overwrite"), (run_dir / "hall_of_fame.json", "would overwrite"),
+                         (run_dir / "best.txt", "would overwrite"), (tmp_path, "is a directory"),
+                         (link, "symbolic link"), (Path("/dev/null"), "not a regular file"),
+                         (tmp_path / "missing" / "p.py", "does not exist")]:
+        if out.name == "best.txt" and not out.exists():
+            out.write_text(PROGRAMS[0] + "\n")
+            before["best.txt"] = out.read_bytes()
+        assert cli.main(["export", str(run_dir), "--out", str(out)]) == 2
+        assert message in _one_error_line(capsys), out
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before  # nothing written
+    assert not (tmp_path / "elsewhere.py").exists()
+
+
+def test_score_out_and_archs_are_checked_before_scoring(task, tmp_path, capsys, monkeypatch):
+    from eznas import spaces
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a net was built before the arguments were checked")
+
+    monkeypatch.setattr(spaces, "build", no_build)
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"# header\n\n{ARCH}\n  # indented comment\n(1, 0, 2)\n")
+    common = ["score", "--proxy", "params", "--space", "nb201", "--batch-size", "8"]
+    assert cli.main([*common, "--archs", str(archs), "--out", str(tmp_path / "s.csv")]) == 2
+    line = _one_error_line(capsys)
+    assert f"{archs} line 5:" in line and "nb201" in line
+    archs.write_text(f"{ARCH}\n")
+    for out, message in [(tmp_path, "is a directory"), (tmp_path / "no" / "s.csv", "does not exist"),
+                         (archs, "would overwrite")]:
+        assert cli.main([*common, "--archs", str(archs), "--out", str(out)]) == 2
+        assert message in _one_error_line(capsys)
+
+
+def test_score_keeps_partial_results(task, tmp_path, capsys, monkeypatch):
+    from eznas import spaces
+    from eznas.export import score as score_mod
+
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"{ARCH}\n(1, 0, 2, 2, 2, 1)\n(0, 0, 0, 0, 0, 0)\n")
+    out = tmp_path / "s.csv"
+    common = ["score", "--proxy", "params", "--space", "nb201", "--batch-size", "8", "--archs", str(archs)]
+    real_build, calls = spaces.build, []
+
+    def build_then_interrupt(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(spaces, "build", build_then_interrupt)
+    assert cli.main([*common, "--out", str(out)]) == 130
+    assert [r["arch"] for r in csv.DictReader(out.open())] == [ARCH, "(1, 0, 2, 2, 2, 1)"]
+    monkeypatch.setattr(spaces, "build", real_build)
+
+    def disk_full(path, text):
+        raise EznasError(f"cannot write {path}: disk full (the previous version, if any, is kept)")
+
+    monkeypatch.setattr(score_mod, "atomic_write_text", disk_full)
+    capsys.readouterr()
+    assert cli.main([*common, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "disk full" in captured.err and "printed to stdout" in captured.err
+    assert [r["arch"] for r in csv.DictReader(captured.out.splitlines())] == [ARCH, "(1, 0, 2, 2, 2, 1)",
+                                                                             "(0, 0, 0, 0, 0, 0)"]
+
+
+def test_runtime_is_torch_only_and_embedded_verbatim(task):
+    from eznas import runtime
+    from eznas.export import writing
+
+    text = task["files"][1].read_text()
+    folder = Path(runtime.__file__).parent
+    imports, sections = writing.runtime_sections()
+    assert [name for name, _ in sections] == [f"eznas/runtime/{m}.py" for m in runtime.MODULES]
+    for name, code in sections:
+        source = (folder / Path(name).name).read_text()
+        code = code.split("\n\n", 1)[1]  # after the module docstring, turned into comments
+        assert code in source and code in text  # verbatim, both ways
+        for node in ast.walk(ast.parse(source)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            for m in mods:
+                assert m.split(".")[0] in ("__future__", "collections", "dataclasses", "math", "typing", "torch") \
+                    or m.startswith("eznas.runtime"), (name, m)
 
 
 # ----------------------------------------------------------------------------- simplify and LaTeX

@@ -13,11 +13,9 @@ import torch
 
 from eznas import benchmarks
 from eznas.errors import EznasError
-from eznas.sketch import make_index
+from eznas.runtime import INDEX, TENSOR_NAMES, Recorder, make_index, run_passes, sketch_seed
 from eznas.spaces import build, units
-from eznas.stats import (Recorder, StatsSettings, build_cache, compute_net, entry_path, load_task_stats,
-                         net_batches, read_entry, run_passes)
-from eznas.tensors import INDEX, TENSOR_NAMES
+from eznas.stats import StatsSettings, build_cache, compute_net, entry_path, load_task_stats, net_batches, read_entry
 
 ARCH = "(0, 2, 3, 2, 3, 1)"
 SMALL = dict(width=4, depth=1, batch_size=8, R=4, s=4)
@@ -52,8 +50,7 @@ def test_sketch_matches_full_tensor_values(data_dir):
     u = 5
     for name in ("Z_D", "gZ_D", "Z_N", "A_P", "gA_P", "X_D"):
         t = full[(u, name)]
-        fam_seed = {"X": 23, "Z": 37, "A": 53}[name.split("_")[0].lstrip("g")]
-        idx = make_index(tuple(t.shape), 4, 4, st.seed * 1_000_003 + u * 101 + fam_seed)
+        idx = make_index(tuple(t.shape), 4, 4, sketch_seed(st.seed, u, name.split("_")[0].lstrip("g")))
         assert torch.equal(values[u, INDEX[name]], idx.take(t).float()), name
 
 
@@ -65,10 +62,8 @@ def test_dnp_and_gradient_share_indices():
     rec = Recorder(model, 4, 4, seed=3)
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
-    from eznas.data import Batches
-
-    run_passes(model, Batches(x, torch.randn_like(x), x.clone(), y),
-               lambda o, _: torch.nn.functional.cross_entropy(o, y), rec)
+    run_passes(model, [("D", x), ("N", torch.randn_like(x)), ("P", x.clone())], y,
+               torch.nn.functional.cross_entropy, rec)
     rec.close()
     v = rec.values
     for role in ("X", "Z", "A", "gX", "gZ", "gA", "gW"):
@@ -175,3 +170,64 @@ def test_load_task_stats_stacks_rows(tmp_path, data_dir):
     missing = benchmarks.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
     with pytest.raises(EznasError, match="not cached"):
         load_task_stats(missing, st, tmp_path)
+
+
+def test_swapped_entry_is_detected(tmp_path, data_dir):
+    """An entry file replaced by another network's (or another setting's) is not silently used."""
+    other = "(1, 0, 2, 2, 2, 1)"
+    st = settings()
+    build_cache([(ARCH, st), (other, st)], tmp_path, progress=False)
+    mine, theirs = entry_path(tmp_path, st, ARCH), entry_path(tmp_path, st, other)
+    good = mine.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+    task = benchmarks.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
+    with pytest.raises(EznasError, match=f"holds arch {other.replace('(', '.').replace(')', '.')}, not"):
+        load_task_stats(task, st, tmp_path)
+    messages: list[str] = []
+    rep = build_cache([(ARCH, st)], tmp_path, progress=False, log=messages.append)
+    assert rep.recomputed_corrupt == 1 and rep.computed == 1 and "holds arch" in messages[0]
+    assert mine.read_bytes() == good  # recomputed, byte-identical
+    seeded = settings(seed=1)
+    entry_path(tmp_path, seeded, ARCH).parent.mkdir(parents=True, exist_ok=True)
+    entry_path(tmp_path, seeded, ARCH).write_bytes(good)
+    with pytest.raises(EznasError, match="other settings"):
+        load_task_stats(task, seeded, tmp_path)
+
+
+def test_workers_must_be_positive(capsys):
+    from eznas import cli
+
+    assert cli.main(["stats", "configs/does-not-matter.yaml", "--workers", "-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["eznas: error: --workers must be >= 1, got -3"]
+
+
+_ORPHAN = """
+import sys, torch
+from pathlib import Path
+from eznas import benchmarks
+from eznas.stats import StatsSettings, build_cache
+torch.set_num_threads(1)
+st = StatsSettings("nb201", "cifar10", width=4, depth=1, batch_size=8, R=4, s=4)
+archs = benchmarks.load_task("nb201", "cifar10").archs[:8]
+print("start", flush=True)
+build_cache([(a, st) for a in archs], Path(sys.argv[1]), workers=2, progress=False)
+"""
+
+
+def test_orphaned_workers_exit_quietly(tmp_path, data_dir):
+    """The parent of a worker pool dies (SIGKILL): its workers exit within seconds and print nothing."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "start"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(tmp_path.rglob("*.npz")):
+        time.sleep(0.05)  # the workers are up and computing
+    os.kill(proc.pid, signal.SIGKILL)
+    t0 = time.time()
+    err = proc.stderr.read()  # EOF once every process holding the pipe (the workers) has exited
+    assert time.time() - t0 < 30
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eznas.runtime.units import is_unit, unit_weight
+
 
 class Unit(nn.Module):
     """A ReLU-Conv-BN (or Conv-BN-ReLU) group; see the module docstring."""
@@ -31,10 +33,7 @@ class Unit(nn.Module):
 
     @property
     def weight_conv(self) -> nn.Conv2d:
-        if isinstance(self.conv, nn.Conv2d):
-            return self.conv
-        convs = [m for m in self.conv.modules() if isinstance(m, nn.Conv2d)]
-        return convs[-1]
+        return unit_weight(self)
 
 
 class ReLUConvBN(Unit):
@@ -69,9 +68,9 @@ class ConvBNReLU(Unit):
         return self.relu(self.bn(self.conv(x)))
 
 
-def units(model: nn.Module) -> list[Unit]:
-    """Every unit of a model in registration (i.e. construction) order."""
-    return [m for m in model.modules() if isinstance(m, Unit)]
+def units(model: nn.Module) -> list[nn.Module]:
+    """Every unit of a model in construction order (which modules are units: :mod:`eznas.runtime.units`)."""
+    return [m for m in model.modules() if is_unit(m)]
 
 
 def count_params(model: nn.Module) -> int:

@@ -3,9 +3,8 @@
 - activation-like tensors (b, c, h, w): R (sample, channel) pairs, each an s x s spatial crop;
 - weight-like tensors (c_out, c_in, k, k): the matrix (c_out, c_in*k*k), R blocks of s x s.
 Positions past a tensor's edge (a 4 x 4 feature map, a 4 x 36 weight matrix) are zero-padded and
-marked invalid in the block's mask. Indices depend only on (seed, unit, family, shape), so a
-tensor's D / N / P versions and its gradient share them and element-wise programs combine
-corresponding values.
+marked invalid in the block's mask. Indices depend only on (seed, shape), and the seed only on
+(run seed, unit, family) (see ``sketch_seed``).
 """
 from __future__ import annotations
 
@@ -23,7 +22,10 @@ class SketchIndex:
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         out = t.detach()[self.index]
-        return torch.where(self.valid, out, torch.zeros((), dtype=out.dtype))
+        return torch.where(self.valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+    def to(self, device: torch.device) -> "SketchIndex":
+        return SketchIndex(tuple(i.to(device) for i in self.index), self.valid.to(device))
 
 
 def _offsets(n: int, size: int, s: int, g: torch.Generator) -> torch.Tensor:
@@ -57,4 +59,5 @@ def make_index(shape: tuple[int, ...], R: int, s: int, seed: int) -> SketchIndex
 
 
 def weight_matrix(w: torch.Tensor) -> torch.Tensor:
+    """A conv weight (c_out, c_in, k, k) as the matrix (c_out, c_in*k*k) that is sketched."""
     return w.reshape(w.shape[0], -1)
