@@ -45,7 +45,7 @@ def read_archs(path: str, space: Any) -> list[str]:
     return archs
 
 
-def _scorer(proxy: Callable[..., float], space: Any, dataset: str, batches: Any) -> Callable[[nn.Module], float]:
+def scorer(proxy: Callable[..., float], space: Any, dataset: str, batches: Any) -> Callable[[nn.Module], float]:
     from eznas.losses import space_loss
 
     loss = space_loss(space, dataset, batches.D, batches.targets, default_none=True)
@@ -101,7 +101,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             batches_by_scale[scale] = make_batches(args.dataset, args.batch_size, args.seed,
                                                    num_classes=sp.num_classes(args.dataset), noise_scale=scale,
                                                    root=args.data_dir, size=sp.input_size(args.dataset))
-        runs.append(_scorer(proxy, sp, args.dataset, batches_by_scale[scale]))
+        runs.append(scorer(proxy, sp, args.dataset, batches_by_scale[scale]))
     header = ["score"] if len(names) == 1 else list(names)
     rows: list[tuple[str, list[float]]] = []
     saved = time.monotonic()

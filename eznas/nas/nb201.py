@@ -126,7 +126,8 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
     import torch
 
     from eznas.data import make_batches
-    from eznas.export import _noise_scale_of, _scorer
+    from eznas.export.loading import noise_scale_of
+    from eznas.export.score import scorer
     from eznas.spaces import build, get_space
 
     check_dataset(dataset)
@@ -143,12 +144,12 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
     batches: dict[float, Any] = {}
     scorers = []
     for name, proxy, identity in proxies:
-        scale = _noise_scale_of(proxy)
+        scale = noise_scale_of(proxy)
         scale = 0.1 if scale is None else scale
         if scale not in batches:
             batches[scale] = make_batches(dataset, batch_size, seed, num_classes=sp.num_classes(dataset),
                                           noise_scale=scale, root=data_dir, size=sp.input_size(dataset))
-        run = _scorer(proxy, sp, dataset, batches[scale])
+        run = scorer(proxy, sp, dataset, batches[scale])
 
         def fn(arch: str, run: Any = run) -> float:
             model = model_of(arch)
