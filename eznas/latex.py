@@ -76,19 +76,32 @@ _UNARY: dict[str, Callable[[Frag], Frag]] = {
     "neg_s": lambda x: (f"-{_paren(x, _PROD)}", _SUM),
 }
 
+def _infix(symbol: str, left: int, right: int, level: int) -> Callable[[Frag, Frag], Frag]:
+    """``a symbol b`` at precedence ``level``, parenthesising operands below ``left`` / ``right``."""
+    return lambda a, b: (f"{_paren(a, left)} {symbol} {_paren(b, right)}", level)
+
+
+def _iverson(symbol: str) -> Callable[[Frag, Frag], Frag]:
+    return lambda a, b: (rf"\left[{a[0]} {symbol} {b[0]}\right]", _ATOM)
+
+
+def _frac(a: Frag, b: Frag) -> Frag:
+    return rf"\frac{{{a[0]}}}{{{b[0]}}}", _ATOM
+
+
 _BINARY: dict[str, Callable[[Frag, Frag], Frag]] = {
-    "add": lambda a, b: (f"{_paren(a, _SUM)} + {_paren(b, _PROD)}", _SUM),
-    "add_s": lambda a, b: (f"{_paren(a, _SUM)} + {_paren(b, _PROD)}", _SUM),
-    "sub": lambda a, b: (f"{_paren(a, _SUM)} - {_paren(b, _PROD)}", _SUM),
-    "sub_s": lambda a, b: (f"{_paren(a, _SUM)} - {_paren(b, _PROD)}", _SUM),
-    "mul": lambda a, b: (rf"{_paren(a, _PROD)} \odot {_paren(b, _ATOM)}", _PROD),
-    "mul_s": lambda a, b: (rf"{_paren(a, _PROD)} \cdot {_paren(b, _ATOM)}", _PROD),
-    "div": lambda a, b: (rf"\frac{{{a[0]}}}{{{b[0]}}}", _ATOM),
-    "div_s": lambda a, b: (rf"\frac{{{a[0]}}}{{{b[0]}}}", _ATOM),
+    "add": _infix("+", _SUM, _PROD, _SUM),
+    "add_s": _infix("+", _SUM, _PROD, _SUM),
+    "sub": _infix("-", _SUM, _PROD, _SUM),
+    "sub_s": _infix("-", _SUM, _PROD, _SUM),
+    "mul": _infix(r"\odot", _PROD, _ATOM, _PROD),
+    "mul_s": _infix(r"\cdot", _PROD, _ATOM, _PROD),
+    "div": _frac,
+    "div_s": _frac,
     "matmul": lambda a, b: (rf"{_paren(a, _POW)}\,{_paren(b, _POW)}", _PROD),
-    "lt": lambda a, b: (rf"\left[{a[0]} < {b[0]}\right]", _ATOM),
-    "gt": lambda a, b: (rf"\left[{a[0]} > {b[0]}\right]", _ATOM),
-    "eq": lambda a, b: (rf"\left[{a[0]} = {b[0]}\right]", _ATOM),
+    "lt": _iverson("<"),
+    "gt": _iverson(">"),
+    "eq": _iverson("="),
     "cosine": lambda a, b: _call(r"\cos", a, b),
     "kl": lambda a, b: (rf"D_{{\mathrm{{KL}}}}\left({a[0]} \,\middle\|\, {b[0]}\right)", _ATOM),
     "hamming": lambda a, b: _call(r"d_{H}", a, b),

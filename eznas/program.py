@@ -31,8 +31,8 @@ from eznas.primitives import Scalar, Tensor
 from eznas.tensors import INDEX, TENSOR_NAMES
 
 __all__ = [
-    "SETS_DIR", "PrimitiveSet", "builtin_sets", "load_primitive_set", "to_infix", "parse_infix", "to_expr",
-    "to_tree", "random_tree", "Evaluator",
+    "SETS_DIR", "PrimitiveSet", "builtin_sets", "load_primitive_set", "to_infix", "parse_infix", "parse_expression",
+    "to_expr", "to_tree", "random_tree", "Evaluator",
 ]
 
 #: directory of the built-in primitive sets (``primitives/`` at the repository root links here)
@@ -309,8 +309,12 @@ def parse_infix(text: str, pset: PrimitiveSet | gp.PrimitiveSetTyped, ret: type 
     ``ret`` is the required type of the whole expression (default: the set's root type,
     Scalar; pass ``object`` for any). Errors raise :class:`EznasError` naming the column.
     """
-    table = _table(pset)
-    return to_tree(parse(str(text), ret or _deap(pset).ret, table.vocabulary), pset)
+    return to_tree(parse_expression(text, pset, ret), pset)
+
+
+def parse_expression(text: str, pset: PrimitiveSet | gp.PrimitiveSetTyped, ret: type | None = None) -> Expr:
+    """Like :func:`parse_infix` (the same checks and errors) but returns the expression."""
+    return parse(str(text), ret or _deap(pset).ret, _table(pset).vocabulary)
 
 
 # ============================================================================ random trees

@@ -16,6 +16,7 @@ import numpy as np
 
 from eznas import program
 from eznas.errors import EznasError
+from eznas.expression import Expr
 from eznas.fitness import (FITNESS_KINDS, TASK_AGGREGATES, UNIT_AGGREGATES, ProgramResult, UnitLayout, aggregate,
                            check_choice, correlation, net_scores)
 from eznas.stats import TaskStats
@@ -76,9 +77,9 @@ class Scorer:
             self.tasks[name] = _Task(program.Evaluator(sub.values, self.pset, cache_bytes=budget),
                                      UnitLayout.of(sub), sub)
 
-    def tree(self, infix: str) -> Any:
+    def tree(self, infix: str) -> Expr:
         """``infix`` parsed in the options' primitive set (EznasError naming the column if it is not)."""
-        return program.parse_infix(infix, self.pset.pset)
+        return program.parse_expression(infix, self.pset)
 
     def net_scores(self, infix: str) -> dict[str, np.ndarray]:
         """One score per network of every task."""
@@ -102,7 +103,7 @@ class Scorer:
             out.append(ProgramResult(aggregate(list(per_task.values()), opts.aggregate), per_task))
         return out
 
-    def _correlation(self, tree: Any, t: _Task) -> float:
+    def _correlation(self, tree: Expr, t: _Task) -> float:
         try:
             scores = net_scores(t.evaluator(tree), t.layout, self.options.unit_aggregate)
             return correlation(scores, t.stats.accuracies, self.options.fitness)

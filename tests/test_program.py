@@ -17,8 +17,8 @@ from eznas import primitives as P
 from eznas import simplify as simp
 from eznas.errors import EznasError
 from eznas.primitives import Scalar, Tensor
-from eznas.program import (Evaluator, PrimitiveSet, builtin_sets, load_primitive_set, parse_infix,
-                           random_tree, to_expr, to_infix, to_tree)
+from eznas.program import (Evaluator, PrimitiveSet, builtin_sets, load_primitive_set, parse_expression,
+                           parse_infix, random_tree, to_expr, to_infix, to_tree)
 from eznas.tensors import INDEX, TENSOR_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,7 +288,7 @@ def test_recorded_programs_parse_identically() -> None:
         tree = parse_infix(text, ps)
         assert to_infix(tree) == text == str(tree)
         expr = expression.parse(text)
-        assert to_expr(tree) == expr and expression.to_infix(expr) == text
+        assert to_expr(tree) == expr == parse_expression(text, ps) and expression.to_infix(expr) == text
         assert _nodes_key(to_tree(expr, ps)) == _nodes_key(tree)
 
 
