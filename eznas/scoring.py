@@ -77,13 +77,13 @@ class Scorer:
             self.tasks[name] = _Task(program.Evaluator(sub.values, self.pset, cache_bytes=budget),
                                      UnitLayout.of(sub), sub)
 
-    def tree(self, infix: str) -> Expr:
+    def parse(self, infix: str) -> Expr:
         """``infix`` parsed in the options' primitive set (EznasError naming the column if it is not)."""
         return program.parse_expression(infix, self.pset)
 
     def net_scores(self, infix: str) -> dict[str, np.ndarray]:
         """One score per network of every task."""
-        tree = self.tree(infix)
+        tree = self.parse(infix)
         how = self.options.unit_aggregate
         return {name: net_scores(t.evaluator(tree), t.layout, how) for name, t in self.tasks.items()}
 
@@ -94,7 +94,7 @@ class Scorer:
         out = []
         for infix in infixes:
             try:
-                tree = self.tree(infix)  # once per program, not once per task
+                tree = self.parse(infix)  # once per program, not once per task
             except EznasError:
                 tree = None
             per_task: dict[str, float] = {}
