@@ -18,21 +18,15 @@ import numpy as np
 import torch
 
 from eznas import config as config_mod
-from eznas import program
 from eznas.ensemble import rank_average
 from eznas.evolve import SearchData
-from eznas.fitness import UnitLayout, net_scores
 from eznas.metrics import spearman
-from eznas.stats import config_jobs
+from eznas.scoring import Scorer, ScoringOptions
 
 
-def test_scores(data: SearchData, pset: program.PrimitiveSet, infix: str, how: str) -> dict[str, np.ndarray]:
-    tree = program.parse_infix(infix, pset)
-    out = {}
-    for name, ts in data.load("test").items():
-        ev = program.Evaluator(ts.values, pset, cache_bytes=0)
-        out[name] = net_scores(ev(tree), UnitLayout.of(ts), how)
-    return out
+def test_scorer(data: SearchData) -> Scorer:
+    """Scores of programs on the config's test nets (the run's primitive set and unit aggregate)."""
+    return Scorer(data.load("test"), ScoringOptions.from_search(data.cfg.search, memo_bytes=0))
 
 
 def ensemble(members: list[dict[str, np.ndarray]], data: SearchData) -> dict[str, float]:
@@ -49,14 +43,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = config_mod.load(Path(args.runs[0]) / "config.yaml")
-    _, by_task = config_jobs(cfg, splits=())
-    data = SearchData({}, {}, by_task, cfg)
-    pset = program.load_primitive_set(cfg.search.primitive_set)
+    data = SearchData.for_config(cfg)
+    scorer = test_scorer(data)
     out: dict[str, dict] = {}
     bests = []
     for run in args.runs:
         hall = json.loads((Path(run) / "hall_of_fame.json").read_text())["hall_of_fame"]
-        members = [test_scores(data, pset, h["infix"], cfg.search.unit_aggregate) for h in hall[:max(args.k)]]
+        members = [scorer.net_scores(h["infix"]) for h in hall[:max(args.k)]]
         bests.append(members[0])
         for k in args.k:
             r = ensemble(members[:k], data)

@@ -10,6 +10,7 @@ random programs from each primitive set: cold (no memo) and as a generation sees
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -20,7 +21,7 @@ import torch
 
 from eznas import config as config_mod
 from eznas import program
-from eznas.fitness import UnitLayout, correlation, net_scores
+from eznas.scoring import Scorer, ScoringOptions
 from eznas.stats import StatsSettings, config_jobs, default_cache_dir, load_task_stats
 
 
@@ -39,22 +40,20 @@ def main() -> None:
     task = parts["evolve"]
     st = StatsSettings.from_config(cfg, task.space, task.dataset)
     ts = load_task_stats(task, st, default_cache_dir(cfg)).subset(list(range(args.nets)))
-    layout = UnitLayout.of(ts)
     print(f"{name}: {ts.n_nets} nets, {ts.values.shape[0]} rows, values {tuple(ts.values.shape)}")
     out = {"task": name, "rows": int(ts.values.shape[0]), "threads": args.threads, "sets": {}}
     for set_name in ("compact", "eznas"):
         pset = program.load_primitive_set(set_name)
         rng = random.Random(0)
         trees = [program.random_tree(pset, rng, 2, 5) for _ in range(args.programs)]
-        ev = program.Evaluator(ts.values, pset, cache_bytes=0)
+        infixes = [program.to_infix(t) for t in trees]
+        cold_options = ScoringOptions(unit_aggregate="mean", primitive_set=set_name, memo_bytes=0)
         t0 = time.perf_counter()
-        for t in trees:
-            correlation(net_scores(ev(t), layout), ts.accuracies)
+        Scorer({name: ts}, cold_options).score(infixes)
         cold = args.programs / (time.perf_counter() - t0)
-        ev = program.Evaluator(ts.values, pset)
         t0 = time.perf_counter()
-        for t in trees + trees:  # a generation re-evaluates parents next to offspring
-            correlation(net_scores(ev(t), layout), ts.accuracies)
+        memo_options = dataclasses.replace(cold_options, memo_bytes=512 * 2**20)
+        Scorer({name: ts}, memo_options).score(infixes + infixes)  # a generation re-evaluates parents next to offspring
         warm = 2 * args.programs / (time.perf_counter() - t0)
         sizes = float(np.mean([len(t) for t in trees]))
         out["sets"][set_name] = {"cold_per_s": cold, "memo_per_s": warm, "mean_nodes": sizes}

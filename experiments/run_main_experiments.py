@@ -103,19 +103,15 @@ def baselines(cfg_path: str, proxies: list[str]) -> tuple[dict[str, dict[str, fl
 
 def seeds_ensemble(cfg_path: str, runs: list[dict]) -> dict[str, float]:
     """Test Spearman rho of the rank average of the seeds' best programs (in-engine, cached statistics)."""
-    from ensemble_study import test_scores
+    from ensemble_study import test_scorer
 
-    from eznas import program
     from eznas.ensemble import rank_average
     from eznas.evolve import SearchData
     from eznas.metrics import spearman
-    from eznas.stats import config_jobs as jobs_of
 
-    cfg = config_mod.load(cfg_path)
-    _, by_task = jobs_of(cfg, splits=())
-    data = SearchData({}, {}, by_task, cfg)
-    pset = program.load_primitive_set(cfg.search.primitive_set)
-    members = [test_scores(data, pset, r["best"], cfg.search.unit_aggregate) for r in runs]
+    data = SearchData.for_config(config_mod.load(cfg_path))
+    scorer = test_scorer(data)
+    members = [scorer.net_scores(r["best"]) for r in runs]
     return {t: spearman(rank_average([m[t] for m in members]), ts.accuracies) for t, ts in data.load("test").items()}
 
 

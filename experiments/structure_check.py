@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from eznas import config as config_mod
-from eznas import program
 from eznas.evolve import SearchData
-from eznas.fitness import UnitLayout, correlation, net_scores
-from eznas.stats import TaskStats, config_jobs
+from eznas.fitness import correlation
+from eznas.scoring import Scorer, ScoringOptions
+from eznas.stats import TaskStats
 
 OUT = Path("experiments/results/structure_check.json")
 
@@ -46,10 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = config_mod.load(Path(args.runs[0]) / "config.yaml")
-    _, by_task = config_jobs(cfg, splits=())
-    test = SearchData({}, {}, by_task, cfg).load("test")
+    test = SearchData.for_config(cfg).load("test")
     noisy = {name: with_noise(ts, args.seed) for name, ts in test.items()}
-    pset = program.load_primitive_set(cfg.search.primitive_set)
+    options = ScoringOptions.from_search(cfg.search, memo_bytes=0)
+    scorers = {"real": Scorer(test, options), "noise": Scorer(noisy, options)}
     how = cfg.search.unit_aggregate
     doc: dict = {"config": str(Path(args.runs[0]) / "config.yaml"), "unit_aggregate": how, "units_count": {}, "runs": []}
     for name, ts in test.items():
@@ -57,12 +57,9 @@ def main() -> None:
         doc["units_count"][name] = correlation(counts, ts.accuracies, "spearman")
     for run in args.runs:
         best = json.loads((Path(run) / "hall_of_fame.json").read_text())["hall_of_fame"][0]["infix"]
-        tree = program.parse_infix(best, pset)
-        row: dict = {"run": run, "program": best, "real": {}, "noise": {}}
-        for name in test:
-            for kind, data in (("real", test[name]), ("noise", noisy[name])):
-                scores = net_scores(program.Evaluator(data.values, pset, cache_bytes=0)(tree), UnitLayout.of(data), how)
-                row[kind][name] = correlation(scores, data.accuracies, "spearman")
+        row: dict = {"run": run, "program": best}
+        for kind, scorer in scorers.items():
+            row[kind] = {name: r["spearman"] for name, r in scorer.correlations([best])[0].items()}
         doc["runs"].append(row)
         print(run, best)
         for name in test:

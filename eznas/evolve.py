@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import json
 import math
 import operator
 import random
 import sys
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from eznas import parallel, program
 from eznas.atomic import atomic_write_text
 from eznas.errors import EznasError
 from eznas.fitness import INVALID, ProgramResult
+from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions
 from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
 
 LOG_FIELDS = ["gen", "evals", "invalid", "best", "mean", "median", "best_validate", "evals_per_s",
@@ -130,6 +133,23 @@ class SearchData:
     tasks: dict[str, dict[str, Any]]  # task name -> split -> benchmarks.Task
     cfg: config_mod.Config
 
+    @classmethod
+    def for_config(cls, cfg: config_mod.Config, build: Sequence[str] = (), skip_tasks: Collection[str] = (),
+                   progress: bool = False) -> "SearchData":
+        """The config's tasks and their splits (fixed by its seed); statistics load per split on first
+        use. ``build`` names splits whose missing statistics are computed now; ``skip_tasks`` names
+        tasks (``space/dataset``) to leave out."""
+        jobs, by_task = config_jobs(cfg, splits=tuple(build))
+        if skip_tasks:
+            by_task = {name: parts for name, parts in by_task.items() if name not in skip_tasks}
+            jobs = [j for j in jobs if f"{j[1].space}/{j[1].dataset}" in by_task]
+        if build:
+            rep = build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers,
+                              progress=progress)
+            if rep.computed:
+                print(f"statistics: computed {rep.computed} nets in {rep.seconds:.1f} s, reused {rep.reused}")
+        return cls({}, {}, by_task, cfg)
+
     def load(self, split: str) -> dict[str, TaskStats]:
         """Stack one split's statistics from the cache (once)."""
         if split not in self.splits:
@@ -147,11 +167,7 @@ class SearchData:
 
 def prepare(cfg: config_mod.Config, progress: bool = True) -> SearchData:
     """Build missing statistics and load the evolve and validate splits (test waits for the report)."""
-    jobs, by_task = config_jobs(cfg)
-    rep = build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers, progress=progress)
-    if rep.computed:
-        print(f"statistics: computed {rep.computed} nets in {rep.seconds:.1f} s, reused {rep.reused}")
-    data = SearchData({}, {}, by_task, cfg)
+    data = SearchData.for_config(cfg, build=("evolve", "validate", "test"), progress=progress)
     data.load("evolve")
     data.load("validate")
     return data
@@ -175,10 +191,9 @@ class Search:
         self.pset = program.load_primitive_set(cfg.search.primitive_set)
         self.toolbox = make_toolbox(self.pset, cfg.search)
         sc = cfg.search
-        self.options = {"kind": sc.fitness, "aggregate": sc.aggregate, "unit_aggregate": sc.unit_aggregate,
-                        "primitive_set": sc.primitive_set}
-        self.backend = parallel.make_backend(sc.backend, sc.workers, {
-            "evolve": data.splits["evolve"], "validate": data.splits["validate"], "options": self.options})
+        self.options = ScoringOptions.from_search(sc)
+        self.backend = parallel.make_backend(sc.backend, sc.workers, parallel.SearchState(
+            {"evolve": data.splits["evolve"], "validate": data.splits["validate"]}, self.options))
 
     def close(self) -> None:
         self.backend.close()
@@ -306,25 +321,6 @@ class Search:
 
 
 # ----------------------------------------------------------------------------- reporting
-def test_correlations(infixes: list[str], stats: dict[str, TaskStats], pset: program.PrimitiveSet,
-                      unit_aggregate: str) -> list[dict[str, dict[str, Any]]]:
-    """Spearman and Kendall per task of each program on already loaded statistics (any split)."""
-    from eznas.fitness import correlation, net_scores, UnitLayout
-
-    evaluators = {name: (program.Evaluator(ts.values, pset, cache_bytes=64 * 2**20), UnitLayout.of(ts), ts)
-                  for name, ts in stats.items()}
-    out = []
-    for infix in infixes:
-        tree = program.parse_infix(infix, pset.pset)
-        per_task = {}
-        for name, (ev, layout, ts) in evaluators.items():
-            scores = net_scores(ev(tree), layout, unit_aggregate)
-            per_task[name] = {"spearman": correlation(scores, ts.accuracies, "spearman"),
-                              "kendall": correlation(scores, ts.accuracies, "kendall"), "nets": ts.n_nets}
-        out.append(per_task)
-    return out
-
-
 def test_report(search: Search, st: RunState) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Hall of fame with test-split Spearman and Kendall per task, next to published baselines."""
     from eznas.fitness import correlation
@@ -332,7 +328,8 @@ def test_report(search: Search, st: RunState) -> tuple[list[dict[str, Any]], dic
     test = search.data.load("test")
     pub = search.data.published["test"]
     out = []
-    per_program = test_correlations([h["infix"] for h in st.hall], test, search.pset, search.cfg.search.unit_aggregate)
+    scorer = Scorer(test, dataclasses.replace(search.options, memo_bytes=REPORT_MEMO_BYTES))
+    per_program = scorer.correlations([h["infix"] for h in st.hall])
     for h, per_task in zip(st.hall, per_program):
         tree = program.parse_infix(h["infix"], search.pset.pset)
         out.append(dict(h, size=len(tree), height=tree.height, test=per_task))

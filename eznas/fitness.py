@@ -17,6 +17,17 @@ from eznas.runtime import aggregate_units
 from eznas.stats import TaskStats
 
 INVALID = -1.0
+#: valid values of the fitness options (``search.fitness``, ``search.aggregate``, ``search.unit_aggregate``)
+FITNESS_KINDS = ("kendall", "spearman")
+TASK_AGGREGATES = ("min", "mean")
+UNIT_AGGREGATES = ("mean", "sum", "median")
+
+
+def check_choice(value: str, valid: Sequence[str], what: str) -> str:
+    """``value`` if it is one of ``valid``; else an :class:`EznasError` naming the valid values."""
+    if value not in valid:
+        raise EznasError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
 
 
 @dataclass
@@ -53,6 +64,7 @@ def net_scores(row_scores: torch.Tensor, layout: UnitLayout, how: str = "mean") 
 def correlation(scores: np.ndarray, accuracies: np.ndarray, kind: str = "kendall") -> float:
     """Kendall tau or Spearman rho; NaN if any score is non-finite (unlike the evaluation tables,
     which rank a failed net last, a program must score every net) or the scores are constant."""
+    check_choice(kind, FITNESS_KINDS, "fitness kind")
     scores = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(scores).all():
         return math.nan
@@ -61,7 +73,8 @@ def correlation(scores: np.ndarray, accuracies: np.ndarray, kind: str = "kendall
 
 
 def aggregate(values: Sequence[float], how: str = "min") -> float:
-    """Aggregate per-task correlations; any invalid task makes the program invalid."""
+    """Aggregate per-task correlations (min or mean); any invalid task makes the program invalid."""
+    check_choice(how, TASK_AGGREGATES, "task aggregate")
     if not values or any(not math.isfinite(v) for v in values):
         return INVALID
     return float(min(values)) if how == "min" else float(np.mean(values))

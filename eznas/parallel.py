@@ -1,85 +1,72 @@
 """Map backends for program evaluation: serial, a process pool, or Ray (optional extra).
 
-Every backend holds the same *state* (the tasks' stacked statistics per split and the fitness
-options), sent to each worker once: forked into pool workers, ``ray.put`` into Ray's object store.
-Work items are small: infix strings plus the nets of the generation's subsample.
+Every backend holds the same :class:`SearchState` (the tasks' stacked statistics per split and the
+scoring options), sent to each worker once: forked into pool workers, ``ray.put`` into Ray's object
+store. Work items are small: infix strings plus the nets of the generation's subsample.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from eznas.errors import EznasError
-from eznas.fitness import ProgramResult, UnitLayout, aggregate, correlation, net_scores
+from eznas.fitness import ProgramResult
+from eznas.scoring import Scorer, ScoringOptions
+from eznas.stats import TaskStats
 
-#: memo budget of one process for all its evaluators (every task of the evolve and validate
-#: splits): a budget per evaluator grew with the number of tasks (12 tasks x 512 MiB ran a worker
-#: out of memory)
-MEMO_BYTES = 1 << 30
-_STATE: dict[str, Any] = {}
-_EVALUATORS: dict[str, tuple[Any, tuple[Any, dict[str, tuple[Any, ...]]]]] = {}
+Nets = dict[str, list[int]] | None
+Job = tuple[list[str], str, Nets]
 
 
-def _set_state(state: dict[str, Any]) -> None:
-    import torch
+@dataclass(frozen=True)
+class SearchState:
+    """What every worker holds: statistics by split (evolve, validate) and task, and the options."""
 
-    if state.get("_worker"):
+    splits: Mapping[str, Mapping[str, TaskStats]]
+    options: ScoringOptions
+
+
+_STATE: list[SearchState] = []  # the process's state (one, once set)
+_SCORERS: dict[str, tuple[SearchState, tuple, Scorer]] = {}  # split -> (state, key, scorer)
+
+
+def _set_state(state: SearchState, worker: bool = False) -> None:
+    if worker:
         import signal
+
+        import torch
 
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it saves and stops the pool
-    _STATE.clear()
-    _STATE.update(state)
-    _EVALUATORS.clear()
+    _STATE[:] = [state]
+    _SCORERS.clear()
 
 
-def _evaluators(state: dict[str, Any], split: str, nets: dict[str, list[int]] | None):
-    """Evaluators for (split, nets), kept while the same sample is asked for (memoised subtrees)."""
-    from eznas import program
-
+def _scorer(state: SearchState, split: str, nets: Nets) -> Scorer:
+    """The scorer of (split, nets), kept while the same sample is asked for (memoised subtrees)."""
     key = (split, None if nets is None else tuple((k, tuple(v)) for k, v in sorted(nets.items())))
-    cached = _EVALUATORS.get(split)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    pset = program.load_primitive_set(state["options"]["primitive_set"])
-    evs = {}
-    budget = MEMO_BYTES // (2 * max(1, len(state[split])))  # two splits are held at a time
-    for name, ts in state[split].items():
-        sub = ts if nets is None else ts.subset(nets[name])
-        evs[name] = (program.Evaluator(sub.values, pset, cache_bytes=budget), UnitLayout.of(sub), sub.accuracies)
-    _EVALUATORS[split] = (key, (pset, evs))
-    return pset, evs
+    cached = _SCORERS.get(split)
+    if cached is not None and cached[0] is state and cached[1] == key:
+        return cached[2]
+    if split not in state.splits:
+        raise EznasError(f"no statistics for split {split!r}; have: {', '.join(state.splits)}")
+    # two splits are held at a time: each gets half of the process's memo budget
+    half = dataclasses.replace(state.options, memo_bytes=state.options.memo_bytes // 2)
+    scorer = Scorer(state.splits[split], half, nets)
+    _SCORERS[split] = (state, key, scorer)  # the state is held, so `is` cannot match a new one
+    return scorer
 
 
-def evaluate_programs(state: dict[str, Any], infixes: list[str], split: str,
-                      nets: dict[str, list[int]] | None) -> list[ProgramResult]:
+def evaluate_programs(state: SearchState, infixes: list[str], split: str, nets: Nets) -> list[ProgramResult]:
     """Fitness of each program on ``split`` (optionally a subsample of nets per task); never raises
     for a bad program: it becomes invalid."""
-    from eznas import program
-
-    opts = state["options"]
-    pset, evs = _evaluators(state, split, nets)
-    out = []
-    for inf in infixes:
-        per_task: dict[str, float] = {}
-        try:
-            tree = program.parse_infix(inf, pset.pset)  # once per program, not once per task
-        except Exception:  # noqa: BLE001 - an unparsable program is invalid on every task
-            tree = None
-        for name, (ev, layout, acc) in evs.items():
-            try:
-                if tree is None:
-                    raise ValueError("unparsable program")
-                scores = net_scores(ev(tree), layout, opts["unit_aggregate"])
-                per_task[name] = correlation(scores, acc, opts["kind"])
-            except Exception:  # noqa: BLE001 - a broken program must not stop a generation
-                per_task[name] = math.nan
-        out.append(ProgramResult(aggregate(list(per_task.values()), opts["aggregate"]), per_task))
-    return out
+    return _scorer(state, split, nets).score(infixes)
 
 
-def _worker_eval(job: tuple[list[str], str, dict[str, list[int]] | None]) -> list[ProgramResult]:
-    return evaluate_programs(_STATE, *job)
+def _worker_eval(job: Job) -> list[ProgramResult]:
+    return evaluate_programs(_STATE[0], *job)
 
 
 def _chunks(items: list[str], n: int) -> list[list[str]]:
@@ -88,14 +75,14 @@ def _chunks(items: list[str], n: int) -> list[list[str]]:
 
 
 class SerialBackend:
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: SearchState) -> None:
         _set_state(state)
 
-    def evaluate(self, infixes: list[str], split: str, nets: dict[str, list[int]] | None) -> list[ProgramResult]:
-        return evaluate_programs(_STATE, infixes, split, nets)
+    def evaluate(self, infixes: list[str], split: str, nets: Nets) -> list[ProgramResult]:
+        return evaluate_programs(_STATE[0], infixes, split, nets)
 
     def close(self) -> None:
-        _EVALUATORS.clear()
+        _SCORERS.clear()
 
 
 class ProcessBackend:
@@ -103,15 +90,15 @@ class ProcessBackend:
     that dies (killed, out of memory) stops the search with one error line instead of a hang; the
     last generation's checkpoint stays for ``--resume``."""
 
-    def __init__(self, state: dict[str, Any], workers: int) -> None:
+    def __init__(self, state: SearchState, workers: int) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
         self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_set_state,
-                                        initargs=(dict(state, _worker=True),))
+                                        initargs=(state, True))
 
-    def evaluate(self, infixes: list[str], split: str, nets: dict[str, list[int]] | None) -> list[ProgramResult]:
+    def evaluate(self, infixes: list[str], split: str, nets: Nets) -> list[ProgramResult]:
         from concurrent.futures.process import BrokenProcessPool
 
         jobs = [(c, split, nets) for c in _chunks(infixes, self.workers)]
@@ -128,7 +115,7 @@ class ProcessBackend:
 class RayBackend:
     """Ray actors on a local (or ``RAY_ADDRESS``) cluster; each actor receives the state once."""
 
-    def __init__(self, state: dict[str, Any], workers: int) -> None:
+    def __init__(self, state: SearchState, workers: int) -> None:
         try:
             import ray
         except ImportError:
@@ -136,11 +123,11 @@ class RayBackend:
         self.ray = ray
         if not ray.is_initialized():
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        ref = ray.put(dict(state, _worker=True))
+        ref = ray.put(state)
         actor = ray.remote(num_cpus=1)(_RayWorker)
         self.actors = [actor.remote(ref) for _ in range(workers)]
 
-    def evaluate(self, infixes: list[str], split: str, nets: dict[str, list[int]] | None) -> list[ProgramResult]:
+    def evaluate(self, infixes: list[str], split: str, nets: Nets) -> list[ProgramResult]:
         chunks = _chunks(infixes, len(self.actors))
         refs = [a.evaluate.remote((c, split, nets)) for a, c in zip(self.actors, chunks)]
         return [r for part in self.ray.get(refs) for r in part]
@@ -150,14 +137,14 @@ class RayBackend:
 
 
 class _RayWorker:
-    def __init__(self, state: dict[str, Any]) -> None:
-        _set_state(state)
+    def __init__(self, state: SearchState) -> None:
+        _set_state(state, worker=True)
 
-    def evaluate(self, job: tuple) -> list[ProgramResult]:
-        return evaluate_programs(_STATE, *job)
+    def evaluate(self, job: Job) -> list[ProgramResult]:
+        return _worker_eval(job)
 
 
-def make_backend(kind: str, workers: int, state: dict[str, Any]):
+def make_backend(kind: str, workers: int, state: SearchState) -> SerialBackend | ProcessBackend | RayBackend:
     if kind == "serial" or workers <= 1 and kind == "process":
         return SerialBackend(state)
     if kind == "process":

@@ -1,20 +1,18 @@
-"""Programs: DEAP typed primitive sets from YAML, infix printing and parsing, evaluation.
+"""Programs: DEAP typed primitive sets from YAML, and DEAP trees <-> expressions.
 
 A program is a :class:`deap.gp.PrimitiveTree` over the GP types :class:`~eznas.primitives.Tensor`
 and :class:`~eznas.primitives.Scalar` whose root is a Scalar. Its terminals are the 22 tensors
 of :data:`eznas.tensors.TENSOR_NAMES` (argument i is tensor i) and Scalar constants.
 
-Infix form is functional: ``div_s(mean_abs(mul(gW_D, W)), 2.0)``. :func:`parse_infix` reads
-it back exactly (no ``eval``); :class:`Evaluator` runs a tree on a task's statistics
-``values`` of shape ``(rows, 22, R, s, s)`` and returns one score per row.
+Infix text, parsing and evaluation are those of :mod:`eznas.expression`: :func:`to_infix` prints
+a tree, :func:`parse_infix` reads it back exactly into a tree of a given set (no ``eval``), and
+:class:`Evaluator` runs a tree on a task's statistics ``values`` of shape ``(rows, 22, R, s, s)``
+and returns one score per row.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import random
-import re
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +22,17 @@ import torch
 import yaml
 from deap import gp
 
+from eznas import expression
 from eznas import primitives as P
 from eznas.errors import EznasError
+from eznas.expression import Call, Const, Expr, Var, Vocabulary, format_number, from_prefix, nodes, parse
+from eznas.expression import to_infix as infix_of
 from eznas.primitives import Scalar, Tensor
 from eznas.tensors import INDEX, TENSOR_NAMES
 
 __all__ = [
-    "SETS_DIR", "PrimitiveSet", "builtin_sets", "load_primitive_set", "to_infix", "parse_infix",
-    "random_tree", "Evaluator",
+    "SETS_DIR", "PrimitiveSet", "builtin_sets", "load_primitive_set", "to_infix", "parse_infix", "parse_expression",
+    "to_expr", "to_tree", "random_tree", "Evaluator",
 ]
 
 #: directory of the built-in primitive sets (``primitives/`` at the repository root links here)
@@ -54,6 +55,7 @@ class _Table:
     arguments: dict[str, gp.Terminal]
     constants: dict[float, gp.Terminal]
     ephemeral: type | None
+    vocabulary: Vocabulary
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,118 +246,61 @@ def _make_table(pset: gp.PrimitiveSetTyped) -> _Table:
             args[term.value] = term
         else:
             consts[float(term.value)] = term
-    return _Table(prims, args, consts, ephemeral)
+    return _Table(prims, args, consts, ephemeral, _vocabulary(prims, args, consts, ephemeral))
 
 
 def _table(pset: PrimitiveSet | gp.PrimitiveSetTyped) -> _Table:
     return pset.table if isinstance(pset, PrimitiveSet) else _make_table(pset)
 
 
-# ============================================================================ infix
+# ============================================================================ trees <-> expressions
 
 
-def _fmt_number(value: float) -> str:
-    return repr(float(value))
+def _vocabulary(prims: dict[str, gp.Primitive], args: dict[str, gp.Terminal], consts: dict[float, gp.Terminal],
+                ephemeral: type | None) -> Vocabulary:
+    """What :func:`parse_infix` accepts in a set: its primitives, its tensors, its constants (any
+    finite one with an ephemeral constant)."""
+    def constant(value: float, text: str) -> str | None:
+        if value in consts or (ephemeral is not None and abs(value) < float("inf")):
+            return None
+        allowed = ", ".join(format_number(v) for v in consts) or "none"
+        return f"constant {text} is not in the primitive set (constants: {allowed})"
+
+    return Vocabulary(prims, args, constant, max_chars=None, max_depth=None, what="program")
 
 
-def _leaf_text(node: gp.Terminal) -> str:
-    return node.value if isinstance(node.value, str) else _fmt_number(node.value)
+def to_expr(tree: Sequence[Node]) -> Expr:
+    """The :data:`~eznas.expression.Expr` of a DEAP tree."""
+    return from_prefix(tree)
 
 
-def _structure(nodes: Sequence[Node]) -> tuple[list[str], list[list[int]]]:
-    """Infix text of every subtree and the child indices of every node (prefix-ordered ``nodes``)."""
-    texts: list[str] = [""] * len(nodes)
-    children: list[list[int]] = [[] for _ in nodes]
-    stack: list[int] = []
-    for i in range(len(nodes) - 1, -1, -1):
-        node = nodes[i]
-        if node.arity == 0:
-            texts[i] = _leaf_text(node)
+def to_tree(expr: Expr, pset: PrimitiveSet | gp.PrimitiveSetTyped) -> gp.PrimitiveTree:
+    """The DEAP tree of ``expr`` in ``pset`` (every name and constant must belong to the set)."""
+    table = _table(pset)
+    out: list[Node] = []
+    for node in nodes(expr):
+        if isinstance(node, Call):
+            if node.name not in table.primitives:
+                raise EznasError(f"primitive {node.name!r} is not in primitive set {_deap(pset).name!r}")
+            out.append(table.primitives[node.name])
+        elif isinstance(node, Var):
+            if node.name not in table.arguments:
+                raise EznasError(f"tensor {node.name!r} is not in primitive set {_deap(pset).name!r}")
+            out.append(table.arguments[node.name])
+        elif node.value in table.constants:
+            out.append(table.constants[node.value])
+        elif table.ephemeral is not None:
+            eph = table.ephemeral.__new__(table.ephemeral)
+            eph.value = node.value + 0.0
+            out.append(eph)
         else:
-            if len(stack) < node.arity:
-                raise EznasError(f"malformed program: {node.name!r} has too few arguments")
-            kids = [stack.pop() for _ in range(node.arity)]
-            children[i] = kids
-            texts[i] = f"{node.name}({', '.join(texts[k] for k in kids)})"
-        stack.append(i)
-    if len(stack) != 1:
-        raise EznasError(f"malformed program: {len(stack)} separate expressions")
-    return texts, children
+            raise EznasError(f"constant {format_number(node.value)} is not in primitive set {_deap(pset).name!r}")
+    return gp.PrimitiveTree(out)
 
 
 def to_infix(tree: Sequence[Node]) -> str:
     """Readable functional form of a tree, e.g. ``mean_abs(mul(gW_D, W))``."""
-    return _structure(tree)[0][0]
-
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
-                    r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>[(),])|(?P<end>\Z))")
-
-
-@dataclass(frozen=True)
-class _Tok:
-    kind: str  # num, name, punct, end
-    text: str
-    pos: int
-
-
-def _parse_error(text: str, pos: int, message: str) -> EznasError:
-    return EznasError(f"cannot parse program at column {pos + 1}: {message} in {text!r}")
-
-
-def _tokenize(text: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    pos = 0
-    while True:
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            at = len(text) - len(text[pos:].lstrip())
-            raise _parse_error(text, at, f"unexpected character {text[at]!r}")
-        kind = m.lastgroup or "end"
-        tokens.append(_Tok(kind, m.group(kind), m.start(kind)))
-        if kind == "end":
-            return tokens
-        pos = m.end()
-
-
-def _describe(tok: _Tok) -> str:
-    return "the end" if tok.kind == "end" else repr(tok.text)
-
-
-def _leaf_or_primitive(tok: _Tok, table: _Table, expected: type, text: str) -> Node:
-    if tok.kind == "num":
-        node = _constant(float(tok.text), table, tok, text)
-    elif tok.kind == "name" and tok.text in table.primitives:
-        node = table.primitives[tok.text]
-    elif tok.kind == "name" and tok.text in table.arguments:
-        node = table.arguments[tok.text]
-    elif tok.kind == "name":
-        known = list(table.primitives) + list(table.arguments)
-        close = difflib.get_close_matches(tok.text, known, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise _parse_error(text, tok.pos, f"unknown name {tok.text!r}{hint}")
-    else:
-        raise _parse_error(text, tok.pos, f"expected a name or number but found {_describe(tok)}")
-    if not issubclass(node.ret, expected):
-        raise _parse_error(text, tok.pos, f"{tok.text!r} gives a {node.ret.__name__} "
-                                          f"where a {expected.__name__} is expected")
-    return node
-
-
-def _constant(value: float, table: _Table, tok: _Tok, text: str) -> gp.Terminal:
-    if value in table.constants:
-        return table.constants[value]
-    if table.ephemeral is None or value != value or abs(value) == float("inf"):
-        allowed = ", ".join(_fmt_number(v) for v in table.constants) or "none"
-        raise _parse_error(text, tok.pos, f"constant {tok.text} is not in the primitive set (constants: {allowed})")
-    node = table.ephemeral.__new__(table.ephemeral)
-    node.value = value + 0.0
-    return node
-
-
-def _expect(tok: _Tok, want: str, text: str) -> None:
-    if tok.kind != "punct" or tok.text != want:
-        raise _parse_error(text, tok.pos, f"expected {want!r} but found {_describe(tok)}")
+    return infix_of(from_prefix(tree))
 
 
 def parse_infix(text: str, pset: PrimitiveSet | gp.PrimitiveSetTyped, ret: type | None = None) -> gp.PrimitiveTree:
@@ -364,35 +309,12 @@ def parse_infix(text: str, pset: PrimitiveSet | gp.PrimitiveSetTyped, ret: type 
     ``ret`` is the required type of the whole expression (default: the set's root type,
     Scalar; pass ``object`` for any). Errors raise :class:`EznasError` naming the column.
     """
-    table = _table(pset)
-    tokens = _tokenize(str(text))
-    nodes: list[Node] = []
-    frames: list[list[Any]] = []  # [primitive, index of the argument being read]
-    expected: type = ret or _deap(pset).ret
-    k = 0
-    while True:
-        node = _leaf_or_primitive(tokens[k], table, expected, text)
-        nodes.append(node)
-        k += 1
-        if isinstance(node, gp.Primitive):
-            _expect(tokens[k], "(", text)
-            frames.append([node, 0])
-            expected, k = node.args[0], k + 1
-            continue
-        while frames:  # a subtree is complete: close the calls it finishes
-            frames[-1][1] += 1
-            prim, argi = frames[-1]
-            if argi < prim.arity:
-                _expect(tokens[k], ",", text)
-                expected, k = prim.args[argi], k + 1
-                break
-            _expect(tokens[k], ")", text)
-            frames.pop()
-            k += 1
-        if not frames:
-            if tokens[k].kind != "end":
-                raise _parse_error(text, tokens[k].pos, f"expected the end but found {_describe(tokens[k])}")
-            return gp.PrimitiveTree(nodes)
+    return to_tree(parse_expression(text, pset, ret), pset)
+
+
+def parse_expression(text: str, pset: PrimitiveSet | gp.PrimitiveSetTyped, ret: type | None = None) -> Expr:
+    """Like :func:`parse_infix` (the same checks and errors) but returns the expression."""
+    return parse(str(text), ret or _deap(pset).ret, _table(pset).vocabulary)
 
 
 # ============================================================================ random trees
@@ -431,153 +353,17 @@ def random_tree(pset: PrimitiveSet | gp.PrimitiveSetTyped, rng_or_random: Any = 
 # ============================================================================ evaluation
 
 
-class _LRU:
-    """Least-recently-used map of tensors under a byte budget."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, int(limit))
-        self.data: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def size(value: torch.Tensor) -> int:
-        return value.element_size() * value.nelement()
-
-    def get(self, key: str) -> torch.Tensor | None:
-        value = self.data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self.data.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: torch.Tensor) -> None:
-        size = self.size(value)
-        if size > self.limit or key in self.data:
-            return
-        self.data[key] = value
-        self.bytes += size
-        while self.bytes > self.limit:
-            _, old = self.data.popitem(last=False)
-            self.bytes -= self.size(old)
-
-    def clear(self) -> None:
-        self.data.clear()
-        self.bytes = self.hits = self.misses = 0
-
-
-class Evaluator:
-    """Evaluates programs on a task's statistics ``values`` (rows, 22, R, s, s).
-
-    ``evaluator(tree)`` returns float32 scores of shape (rows,) (NaN where a row is invalid;
-    a Tensor-rooted tree returns its (rows, R, s, s) tensor). Results of subtrees are memoised
-    across calls, keyed by their infix text, in an LRU cache of at most ``cache_bytes`` until
-    :meth:`clear_cache`; replace the evaluator (or clear the cache) when ``values`` change.
-    Numerical failures give NaN rows, never an exception; a tree that does not belong to the
-    primitive set raises :class:`EznasError`.
-    """
+class Evaluator(expression.Evaluator):
+    """:class:`eznas.expression.Evaluator` limited to the primitives of ``pset``; it also takes
+    DEAP trees (a primitive outside the set raises :class:`EznasError`)."""
 
     def __init__(self, values: torch.Tensor, pset: PrimitiveSet | gp.PrimitiveSetTyped,
                  cache_bytes: int = 512 * 2**20) -> None:
-        if not isinstance(values, torch.Tensor) or values.dim() != 5 or values.shape[1] != len(TENSOR_NAMES) \
-                or values.shape[-1] != values.shape[-2]:
-            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise EznasError(f"statistics must be a tensor (rows, {len(TENSOR_NAMES)}, R, s, s), got {shape}")
-        self.values = values
-        self.rows = int(values.shape[0])
+        super().__init__(values, cache_bytes, primitives=_table(pset).primitives,
+                         set_name=_deap(pset).name)
         self.pset = pset
-        self._context = _deap(pset).context
-        # one-number-per-row results are small and reused most: they get their own eighth of
-        # the budget, so a stream of large intermediate tensors cannot evict them
-        self._scalars = _LRU(cache_bytes // 8)
-        self._tensors = _LRU(cache_bytes - cache_bytes // 8)
-        self._terms: dict[str, torch.Tensor] = {}
-        self._consts: dict[float, torch.Tensor] = {}
-        self.errors = 0
-        self.last_error = ""
 
-    # -- public
-
-    def __call__(self, tree: Sequence[Node]) -> torch.Tensor:
-        texts, children = _structure(tree)
-        self._check_known(tree)
-        try:
-            with torch.no_grad():
-                out = self._run(tree, texts, children)
-        except Exception as exc:  # noqa: BLE001 - any numerical failure means an invalid program
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            return torch.full((self.rows,), float("nan"), device=self.values.device)
-        if out.dim() == 0:
-            out = out.expand(self.rows)
-        return out.clone()
-
-    def terminal(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` of every row, float32 (rows, R, s, s)."""
-        if name not in INDEX:
-            raise EznasError(f"unknown tensor {name!r}; valid: {', '.join(TENSOR_NAMES)}")
-        if self.values.dtype == torch.float32:
-            return self.values[:, INDEX[name]]
-        if name not in self._terms:
-            self._terms[name] = self.values[:, INDEX[name]].float()
-        return self._terms[name]
-
-    def clear_cache(self) -> None:
-        """Forget memoised subtree results."""
-        self._scalars.clear()
-        self._tensors.clear()
-
-    @property
-    def cache_info(self) -> dict[str, int]:
-        """Memo statistics: entries, bytes, hits, misses."""
-        parts = (self._scalars, self._tensors)
-        return {"entries": sum(len(c.data) for c in parts), "bytes": sum(c.bytes for c in parts),
-                "hits": sum(c.hits for c in parts), "misses": sum(c.misses for c in parts)}
-
-    # -- internals
-
-    def _check_known(self, tree: Sequence[Node]) -> None:
-        for node in tree:
-            if isinstance(node, gp.Primitive) and node.name not in self._context:
-                raise EznasError(f"primitive {node.name!r} is not in primitive set {_deap(self.pset).name!r}")
-            if isinstance(node, gp.Terminal) and isinstance(node.value, str) and node.value not in INDEX:
-                raise EznasError(f"unknown terminal {node.value!r}; valid: {', '.join(TENSOR_NAMES)}")
-
-    def _memo(self, node: gp.Primitive) -> _LRU:
-        return self._scalars if node.ret is Scalar else self._tensors
-
-    def _leaf(self, node: gp.Terminal) -> torch.Tensor:
-        if isinstance(node.value, str):
-            return self.terminal(node.value)
-        value = float(node.value)
-        if value not in self._consts:
-            self._consts[value] = torch.full((self.rows,), value, dtype=torch.float32, device=self.values.device)
-        return self._consts[value]
-
-    def _run(self, tree: Sequence[Node], texts: list[str], children: list[list[int]]) -> torch.Tensor:
-        """Post-order walk that skips every subtree whose result is memoised."""
-        todo: list[tuple[int, bool]] = [(0, False)]
-        done: list[torch.Tensor] = []
-        while todo:
-            i, expanded = todo.pop()
-            node = tree[i]
-            if node.arity == 0:
-                done.append(self._leaf(node))
-                continue
-            if not expanded:
-                hit = self._memo(node).get(texts[i])
-                if hit is not None:
-                    done.append(hit)
-                    continue
-                todo.append((i, True))
-                todo.extend((c, False) for c in reversed(children[i]))
-                continue
-            args = done[len(done) - node.arity:]
-            del done[len(done) - node.arity:]
-            value = self._context[node.name](*args)
-            self._memo(node).put(texts[i], value)
-            done.append(value)
-        return done[0]
+    def __call__(self, program: Sequence[Node] | Expr | str) -> torch.Tensor:
+        if isinstance(program, (str, Var, Const, Call)):
+            return super().__call__(program)
+        return super().__call__(from_prefix(program))

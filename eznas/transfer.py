@@ -8,7 +8,9 @@ from CONFIG. Statistics are read from (and added to) the same cache the searches
 the test nets of a config whose search already ran computes nothing.
 
 Writes ``RUN_DIR/transfer-<config stem>.json`` (every hall-of-fame program, Spearman and Kendall
-per task) and prints the rank-1 program's table.
+per task) and prints the rank-1 program's table. A task's nets count as *seen* only when the
+search evolved or validated on them (same task, same architecture), not because the task's name is
+one the search used: ``seen_nets`` gives their number per task.
 """
 from __future__ import annotations
 
@@ -20,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from eznas import config as config_mod
-from eznas import program
 from eznas.atomic import atomic_write_text
 from eznas.errors import EznasError
-from eznas.evolve import SearchData, test_correlations
-from eznas.stats import build_cache, config_jobs, default_cache_dir
+from eznas.evolve import SearchData
+from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions
+from eznas.stats import config_jobs
+
+#: the splits a search fits its programs to (the test split is only reported)
+SEARCH_SPLITS = ("evolve", "validate")
 
 
 def transfer_config(run_cfg: config_mod.Config, target: config_mod.Config) -> config_mod.Config:
@@ -52,6 +57,13 @@ def load_hall(run_dir: Path) -> list[dict[str, Any]]:
     return hall
 
 
+def seen_nets(run_cfg: config_mod.Config, data: SearchData, split: str) -> dict[str, int]:
+    """Per task of ``data``: how many nets of ``split`` the run evolved or validated on."""
+    _, run_tasks = config_jobs(run_cfg, splits=())
+    seen = {name: {a for sp in SEARCH_SPLITS for a in parts[sp].archs} for name, parts in run_tasks.items()}
+    return {name: sum(a in seen.get(name, ()) for a in parts[split].archs) for name, parts in data.tasks.items()}
+
+
 def transfer(run_dir: str | Path, config_path: str | Path, split: str = "test", progress: bool = True,
              skip_tasks: tuple[str, ...] = ()) -> dict[str, Any]:
     """Score RUN_DIR's hall of fame on ``split`` of CONFIG's tasks; return (and write) the report.
@@ -64,15 +76,12 @@ def transfer(run_dir: str | Path, config_path: str | Path, split: str = "test", 
     hall = load_hall(run_dir)
     target = config_mod.load(config_path)
     cfg = transfer_config(run_cfg, target)
-    jobs, by_task = config_jobs(cfg, splits=(split,))
-    keep = {name for name in by_task if name not in skip_tasks}
-    jobs = [j for j in jobs if f"{j[1].space}/{j[1].dataset}" in keep]
-    build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers, progress=progress)
-    stats = SearchData({}, {}, {n: p for n, p in by_task.items() if n in keep}, cfg).load(split)
-    pset = program.load_primitive_set(run_cfg.search.primitive_set)
-    per_program = test_correlations([h["infix"] for h in hall], stats, pset, run_cfg.search.unit_aggregate)
+    data = SearchData.for_config(cfg, build=(split,), skip_tasks=skip_tasks, progress=progress)
+    options = ScoringOptions.from_search(run_cfg.search, memo_bytes=REPORT_MEMO_BYTES)
+    per_program = Scorer(data.load(split), options).correlations([h["infix"] for h in hall])
     evolved_on = sorted({f"{t.space}/{t.dataset}" for t in run_cfg.tasks})
     report = {"run_dir": str(run_dir), "config": str(config_path), "split": split, "evolved_on": evolved_on,
+              "seen_nets": seen_nets(run_cfg, data, split),
               "hall_of_fame": [{"infix": h["infix"], "validate": h.get("validate"), "tasks": r}
                                for h, r in zip(hall, per_program)]}
     atomic_write_text(run_dir / f"transfer-{Path(config_path).stem}.json", json.dumps(report, indent=2))
@@ -85,7 +94,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print(f"rank-1 program of {rep['run_dir']} (evolved on {', '.join(rep['evolved_on'])}):\n  {best['infix']}")
     print(f"{rep['split']} split of {rep['config']}:   spearman  kendall  nets")
     for name, r in best["tasks"].items():
-        mark = "  (seen in the search's tasks)" if name in rep["evolved_on"] else ""
+        seen = rep["seen_nets"].get(name, 0)
+        mark = f"  ({seen} of these nets seen by the search)" if seen else ""
         print(f"  {name:28s} {r['spearman']:7.3f}  {r['kendall']:7.3f}  {r['nets']:4d}{mark}")
     print(f"written to {Path(rep['run_dir']) / ('transfer-' + Path(rep['config']).stem + '.json')}")
     return 0

@@ -17,8 +17,10 @@ import yaml
 
 from eznas import config as config_mod
 from eznas import evolve, program
+from eznas.errors import EznasError
 from eznas.fitness import INVALID, UnitLayout, aggregate, correlation, net_scores
-from eznas.parallel import evaluate_programs
+from eznas.parallel import SearchState, evaluate_programs
+from eznas.scoring import Scorer, ScoringOptions, score_programs
 from eznas.stats import TaskStats
 
 
@@ -134,8 +136,7 @@ def _fake_stats(n_nets: int = 10, units: int = 3) -> TaskStats:
 
 def test_invalid_programs_never_crash_a_generation():
     ts = _fake_stats()
-    state = {"evolve": {"fake/t": ts}, "options": {"kind": "kendall", "aggregate": "min", "unit_aggregate": "mean",
-                                                   "primitive_set": "eznas"}}
+    state = SearchState({"evolve": {"fake/t": ts}}, ScoringOptions("kendall", "min", "mean", "eznas"))
     programs = ["mean(W)", "mean(sub(W, W))", "div_s(mean(W), sub_s(mean(W), mean(W)))", "log_s(neg_s(mean(W)))",
                 "mean(exp(exp(exp(W))))", "this is not a program", "slogdet(sub(W, W))"]
     res = evaluate_programs(state, programs, "evolve", None)
@@ -147,6 +148,42 @@ def test_invalid_programs_never_crash_a_generation():
             assert r.fitness == INVALID
     assert not res[1].valid  # constant scores
     assert not res[5].valid  # unparsable text
+    again = score_programs(programs, {"fake/t": ts}, state.options)  # the one scoring loop, without a backend
+    assert json.dumps([(r.fitness, r.per_task) for r in again]) == json.dumps([(r.fitness, r.per_task) for r in res])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ScoringOptions(fitness="pearson"), "unknown fitness kind 'pearson'; valid: kendall, spearman"),
+    (lambda: ScoringOptions(aggregate="max"), "unknown task aggregate 'max'; valid: min, mean"),
+    (lambda: ScoringOptions(unit_aggregate="max"), "unknown unit aggregate 'max'; valid: mean, sum, median"),
+    (lambda: ScoringOptions(memo_bytes=-1), "memo_bytes"),
+    (lambda: correlation(np.arange(3.0), np.arange(3.0), "pearson"), "unknown fitness kind 'pearson'"),
+    (lambda: aggregate([0.5, 0.2], "max"), "unknown task aggregate 'max'; valid: min, mean"),
+])
+def test_unknown_fitness_options_raise(call, message):
+    """No silent fallback to Kendall or the mean: the library names the valid values."""
+    with pytest.raises(EznasError, match=message):
+        call()
+
+
+def test_scorer_matches_a_direct_computation():
+    """Scorer.score / correlations are net_scores + correlation + aggregate of the program's rows."""
+    ts = _fake_stats(8, 3)
+    options = ScoringOptions("spearman", "mean", "sum", "compact")
+    scorer = Scorer({"fake/t": ts, "fake/u": ts}, options, nets={"fake/t": [0, 2, 4, 6], "fake/u": list(range(8))})
+    infix = "frob(mul(W, X_D))"
+    res = scorer.score([infix])[0]
+    pset = program.load_primitive_set("compact")
+    rows = program.Evaluator(ts.values, pset)(program.parse_infix(infix, pset))
+    full = net_scores(rows, UnitLayout.of(ts), "sum")
+    want_t = correlation(full[[0, 2, 4, 6]], ts.accuracies[[0, 2, 4, 6]], "spearman")
+    want_u = correlation(full, ts.accuracies, "spearman")
+    assert res.per_task == pytest.approx({"fake/t": want_t, "fake/u": want_u})
+    assert res.fitness == pytest.approx((want_t + want_u) / 2)
+    report = scorer.correlations([infix])[0]
+    assert report["fake/t"]["nets"] == 4 and report["fake/u"]["spearman"] == pytest.approx(want_u)
+    with pytest.raises(EznasError, match="column 1: unknown name"):
+        scorer.net_scores("nope(W)")
 
 
 def test_fitness_helpers():
@@ -265,9 +302,9 @@ def test_dead_worker_is_one_error_not_a_hang(tmp_path, data_dir):
 
     cfg = config_mod.from_dict(tiny_config(tmp_path))
     data = evolve.prepare(cfg, progress=False)
-    opts = {"kind": "spearman", "aggregate": "min", "unit_aggregate": "mean", "primitive_set": "compact"}
-    backend = ProcessBackend({"evolve": data.splits["evolve"], "validate": data.splits["validate"],
-                              "options": opts}, workers=2)
+    opts = ScoringOptions("spearman", "min", "mean", "compact")
+    backend = ProcessBackend(SearchState({"evolve": data.splits["evolve"], "validate": data.splits["validate"]},
+                                         opts), workers=2)
     try:
         assert len(backend.evaluate(["frob(A_D)", "l1(gZ_D)"], "evolve", None)) == 2
         for pid in list(backend.pool._processes):

@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from deap import gp
 
+from eznas import expression
+from eznas import primitives as P
+from eznas import simplify as simp
 from eznas.errors import EznasError
 from eznas.primitives import Scalar, Tensor
-from eznas.program import (Evaluator, PrimitiveSet, builtin_sets, load_primitive_set, parse_infix,
-                           random_tree, to_infix)
+from eznas.program import (Evaluator, PrimitiveSet, builtin_sets, load_primitive_set, parse_expression,
+                           parse_infix, random_tree, to_expr, to_infix, to_tree)
 from eznas.tensors import INDEX, TENSOR_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +264,140 @@ def test_evaluator_errors(values: torch.Tensor) -> None:
         ev(parse_infix("mean(exp(W))", load_primitive_set("eznas")))
     with pytest.raises(EznasError, match="malformed"):
         ev(gp.PrimitiveTree(list(parse_infix("mean(W)", ps))[:1]))
+
+
+# ---------------------------------------------------------------------------- one representation
+
+
+def _recorded_programs() -> list[str]:
+    """Programs written by real runs into experiments/results (hall-of-fame infix strings)."""
+    found: dict[str, None] = {}
+    for path in sorted((ROOT / "experiments" / "results").rglob("*.json")):
+        for m in re.finditer(r'"(?:best|program|infix)": "([^"]+)"', path.read_text()):
+            found.setdefault(m.group(1))
+    return list(found)
+
+
+def test_recorded_programs_parse_identically() -> None:
+    """Infix strings of existing runs parse into the same tree as text of the shared expression
+    parser, print back unchanged, and convert between tree and expression exactly."""
+    texts = _recorded_programs()
+    assert len(texts) >= 20
+    ps = load_primitive_set("eznas")
+    for text in texts:
+        tree = parse_infix(text, ps)
+        assert to_infix(tree) == text == str(tree)
+        expr = expression.parse(text)
+        assert to_expr(tree) == expr == parse_expression(text, ps) and expression.to_infix(expr) == text
+        assert _nodes_key(to_tree(expr, ps)) == _nodes_key(tree)
+
+
+def test_simplified_constants_round_trip(tmp_path: Path) -> None:
+    """Folded constants are printed briefly and read back exactly, by the expression parser and
+    by a primitive set with an ephemeral constant."""
+    ps = load_primitive_set(_write(tmp_path, "primitives: [add, mean, std, add_s, sub_s, mul_s, div_s, log_s, neg_s]\n"
+                                             "constants: [1.0, 2.0]\nephemeral: {low: -2, high: 2, decimals: 3}\n"))
+    folded = simp.simplify("add_s(mean(W), log_s(div_s(2.0, neg_s(1.0))))")
+    assert expression.to_infix(folded) == "add_s(mean(W), 0.6931472)"  # not 0.6931471824645996
+    rng = random.Random(3)
+    trees = [random_tree(ps, rng, 2, 6) for _ in range(300)]
+    changed = 0
+    for tree in trees:
+        simple = simp.simplify(tree)
+        text = expression.to_infix(simple)
+        assert expression.parse(text) == simple
+        if expression.type_of(simple) is Scalar:
+            assert to_expr(parse_infix(text, ps)) == simple
+        changed += text != to_infix(tree)
+    assert changed > 20
+    with pytest.raises(EznasError, match="constant 0.6931472 is not in the primitive set"):
+        parse_infix(expression.to_infix(folded), load_primitive_set("eznas"))
+
+
+def _reference(tree: gp.PrimitiveTree, ps: PrimitiveSet, values: torch.Tensor) -> torch.Tensor:
+    """The evaluator as it was before the shared one: the set's functions applied in post-order on
+    the DEAP tree, no memo, a numerical failure -> NaN rows."""
+    rows = values.shape[0]
+    stack: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for node in reversed(tree):
+                if node.arity == 0 and isinstance(node.value, str):
+                    stack.append(values[:, INDEX[node.value]].float())
+                elif node.arity == 0:
+                    stack.append(torch.full((rows,), float(node.value), dtype=torch.float32))
+                else:
+                    args = [stack.pop() for _ in range(node.arity)]
+                    stack.append(ps.pset.context[node.name](*args))
+    except Exception:  # noqa: BLE001
+        return torch.full((rows,), float("nan"))
+    return stack[0].expand(rows) if stack[0].dim() == 0 else stack[0]
+
+
+@pytest.fixture(scope="module")
+def real_values(data_dir: Path) -> torch.Tensor:
+    """Statistics of 4 tiny NB201 nets as the cache stores them (float16)."""
+    from eznas import benchmarks
+    from eznas.stats import StatsSettings, compute_net, net_batches
+
+    st = StatsSettings("nb201", "cifar10", batch_size=8, seed=0, R=4, s=4, dtype="float16", width=4, depth=1)
+    batches = net_batches(st)
+    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:4]
+    return torch.cat([compute_net(a, st, batches)[0] for a in archs]).half()
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_evaluator_equals_reference_on_real_statistics(real_values: torch.Tensor, name: str) -> None:
+    ps = load_primitive_set(name)
+    memo = Evaluator(real_values, ps)
+    rng = random.Random(17)
+    finite = 0
+    for _ in range(150):
+        tree = random_tree(ps, rng, 1, 6)
+        want = _reference(tree, ps, real_values)
+        for got in (memo(tree), expression.evaluate(to_expr(tree), real_values), memo(to_infix(tree))):
+            assert torch.equal(got.nan_to_num(7.5), want.nan_to_num(7.5)), to_infix(tree)
+        finite += bool(torch.isfinite(want).all())
+    assert finite > 50 and memo.cache_info["hits"] > 0
+
+
+def test_shared_subtrees_once(values: torch.Tensor) -> None:
+    """A subtree used twice in one expression is computed once, even without a memo."""
+    ev = expression.Evaluator(values, cache_bytes=0)
+    calls = {"n": 0}
+    spec = P.REGISTRY["square"]
+    original = spec.fn
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return original(x)
+
+    try:
+        object.__setattr__(spec, "fn", counting)  # PrimitiveSpec is frozen
+        out = ev("add_s(mean(square(W)), std(square(W)))")
+    finally:
+        object.__setattr__(spec, "fn", original)
+    assert calls["n"] == 1
+    assert torch.equal(out.nan_to_num(7.5), expression.evaluate(
+        "add_s(mean(square(W)), std(square(W)))", values).nan_to_num(7.5))
+
+
+def test_expression_parser_limits_and_errors() -> None:
+    deep = "mean(" + "abs(" * 250 + "W" + ")" * 251
+    with pytest.raises(EznasError, match="nesting deeper than 200"):
+        expression.parse(deep)
+    tree = parse_infix(deep, load_primitive_set("eznas"))  # as before: a set's programs are bounded by max_depth
+    assert len(tree) == 252 and to_infix(tree) == deep and expression.size(to_expr(tree)) == 252
+    with pytest.raises(EznasError, match="column 6: 'mean' gives a Scalar where a Tensor is expected"):
+        expression.parse("mean(mean(W))")
+    with pytest.raises(EznasError, match="unknown primitive 'frob2'"):
+        expression.evaluate(expression.Call("frob2", (expression.Var("W"),)), torch.zeros(2, 22, 1, 2, 2))
+
+
+def test_no_import_back_from_simplify() -> None:
+    """Expressions, simplification and LaTeX need neither DEAP nor the primitive-set module."""
+    code = ("import sys, eznas.simplify, eznas.latex, eznas.expression; "
+            "bad = [m for m in ('eznas.program', 'deap', 'yaml') if m in sys.modules]; "
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr

@@ -57,6 +57,7 @@ def test_transfer_to_other_spaces(nb201_run, tmp_path):
     best = rep["hall_of_fame"][0]
     assert set(best["tasks"]) == {"nb201/cifar100", "tnb_micro/class_scene"}
     assert rep["evolved_on"] == ["nb201/cifar10"]
+    assert rep["seen_nets"] == {"nb201/cifar100": 0, "tnb_micro/class_scene": 0}
     for r in best["tasks"].values():
         assert r["nets"] == 8
         assert r["spearman"] != r["spearman"] or -1.0 <= r["spearman"] <= 1.0  # NaN allowed: constant score
@@ -65,7 +66,32 @@ def test_transfer_to_other_spaces(nb201_run, tmp_path):
     out = subprocess.run([sys.executable, "-m", "eznas.cli", "transfer", str(nb201_run), str(write(tmp_path, raw))],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "tnb_micro/class_scene" in out.stdout and "(seen in the search's tasks)" in out.stdout
+    assert "tnb_micro/class_scene" in out.stdout and "nb201/cifar10 " in out.stdout
+    # nb201/cifar10 is a task of the search, but its test nets are not the nets the search evolved on
+    assert "seen" not in out.stdout, out.stdout
+
+
+def test_only_nets_the_search_used_are_labelled_seen(nb201_run, tmp_path, capsys):
+    """A net counts as seen when its architecture was in the run's evolve or validate split of the
+    same task, not because the task's name matches."""
+    from eznas.transfer import cmd_transfer
+
+    own = transfer(nb201_run, nb201_run / "config.yaml", progress=False)
+    assert own["seen_nets"] == {"nb201/cifar10": 0}  # the run's own test split: never evolved on
+    # same seed, smaller evolve/validate sizes: the first 8 nets after 2 + 1 are the run's 10 evolve
+    # nets after its first 3, then its first validate net -- all nets the search used
+    raw = raw_config(tmp_path, [{"space": "nb201", "dataset": "cifar10"}])
+    raw["split"] = {"evolve": 2, "validate": 1, "test": 8}
+    target = write(tmp_path, raw, "overlap.yaml")
+    rep = transfer(nb201_run, target, progress=False)
+    assert rep["seen_nets"] == {"nb201/cifar10": 8}
+    raw["split"] = {"evolve": 2, "validate": 1, "test": 13}  # 12 of the run's evolve + validate, 1 of its test
+    rep = transfer(nb201_run, write(tmp_path, raw, "overlap13.yaml"), progress=False)
+    assert rep["seen_nets"] == {"nb201/cifar10": 12}
+    import argparse
+
+    cmd_transfer(argparse.Namespace(run_dir=str(nb201_run), config=str(target), split="test"))
+    assert "(8 of these nets seen by the search)" in capsys.readouterr().out
 
 
 def test_transfer_errors_are_one_line(nb201_run, tmp_path):
