@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from eznas.bench import iter_records
+from eznas.benchbuild import iter_records
 from eznas.spaces import parse_ints
 from eznas.spaces.nb201 import EDGES, OPS
 

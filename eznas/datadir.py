@@ -1,11 +1,17 @@
-"""The data directory, downloads with checksums, and the image batches D / N / P.
+"""The data directory: where it is, which files it holds, downloads with checksums, verification.
 
 The data directory is resolved from (1) an explicit argument / config ``data_dir``,
 (2) the environment variable ``EZNAS_DATA_DIR``, (3) ``~/.cache/eznas/data``.
 Its layout mirrors ``../shared/data``::
 
-    naslib/zc_nasbench201.json ...   NAS-Bench-Suite-Zero records
-    cifar10_subset.npz               CIFAR-10 images (train_images, train_labels, test_*)
+    naslib/zc_nasbench201.json ...       NAS-Bench-Suite-Zero records (one file per search space)
+    natsbench/nb201_test_accuracy.csv    NATS-Bench test accuracy of NB201 cells
+    cifar10_subset.npz                   CIFAR-10 images (train_images, train_labels, test_images, test_labels)
+    cifar100.npz                         CIFAR-100 images, same layout, fine labels (optional)
+    imagenet16_120.npz                   your own ImageNet16-120 images, same layout, 16x16 (optional)
+
+The benchmark files come from :data:`eznas.spaces.SPACES` (each space declares its own); the
+image files are listed here.
 """
 from __future__ import annotations
 
@@ -15,59 +21,62 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from eznas import datasets
 from eznas.errors import EznasError
+from eznas.spaces import SPACES
 
 ENV_VAR = "EZNAS_DATA_DIR"
 DOWNLOAD_HINT = "run `eznas data download` (or set EZNAS_DATA_DIR / config data_dir)"
 
-_GDRIVE = "https://drive.google.com/uc?export=download&confirm=t&id="
 _NASLIB_RAW = "https://raw.githubusercontent.com/automl/NASLib/zerocost/naslib/data/"
+CIFAR10_TAR_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the CIFAR page
+CIFAR100_TAR_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # published on the CIFAR page
 
 
 @dataclass(frozen=True)
 class DataFile:
     name: str  # path relative to the data directory
-    url: str  # public source (NASLib's own download script for the zc_* files)
-    sha256: str | None  # expected hash of the file as we use it; None: not checked
-    kind: str = "file"  # "file" | "cifar10" (converted from the official tarball)
+    url: str | None  # public source; None: not downloadable (a file of your own)
+    sha256: str | None  # hash of the shared copy; None: not checked
+    kind: str = "file"  # file | cifar10 | cifar100 (converted from the official tarball) | natsbench | npz
+    optional: bool = False  # a missing optional file is reported as "absent", not as an error
+
+    @property
+    def converted(self) -> bool:
+        """Converted on download: the hash identifies the shared copy only, so another copy is
+        checked by reading it."""
+        return self.kind != "file"
+
+
+def _benchmark_files() -> list[DataFile]:
+    out: list[DataFile] = []
+    for info in SPACES.values():
+        for b in info.benchmarks.values():
+            if not b.packaged:
+                out.append(DataFile(b.path, b.url, b.sha256, b.convert or "file"))
+    return out
 
 
 FILES: dict[str, DataFile] = {
     f.name: f
     for f in [
-        DataFile("naslib/zc_nasbench201.json", _GDRIVE + "1R7n7GpFHAjUZpPISzbhxH0QjubnvZM5H",
-                 "4b81bef056c458cee5eb864cac82537acb3ec111b555364c2886dc35d13b83ce"),
-        DataFile("naslib/zc_nasbench101.json", _GDRIVE + "1Rkse44EWgYdBS34iyhjSs9Y2l0fxPCpU",
-                 "bad7c91452f9908105f3175d1eb35c3fff93ecaeaea6da042c1e81c2be0e21b9"),
-        DataFile("naslib/zc_nasbench301.json", _GDRIVE + "1RddgmwqjWJ1czGT8gEPB8qqhUHazp92G",
-                 "8c37a660315edc86497c8696fdcdfdbe47183e6b24a16d6f402f375df8b2bd62"),
-        DataFile("naslib/zc_transbench101_micro.json", _GDRIVE + "1SBOVAyhLCBTAJiU_fo7hLRknNrGNqFk7",
-                 "b56b8332e485889a0a246224ed305b61b6b2bf42228fbdf448616928ab39d2e5"),
-        DataFile("naslib/zc_transbench101_macro.json", _GDRIVE + "1teH8JcQsamZngUD_DMQyNkCoUYYSTM0M",
-                 "79d703321c18c0f5bc87cd316d17c15d9b30e8c0ac1dae0583f549e47c56271c"),
+        *_benchmark_files(),
         DataFile("naslib/archs_nasbench201.json", _NASLIB_RAW + "archs_nasbench201.json",
                  "3c6fe431825f77745abb05492513f36451794ec8b740a3ca3b85ec700aac5aad"),
-        # The official CIFAR-10 python tarball (checked by the md5 the CIFAR page publishes),
-        # converted to the npz layout; its hash differs from the 5,506-image subset, so it is
-        # checked at download time instead.
-        DataFile("cifar10_subset.npz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", None, "cifar10"),
+        # The official CIFAR python tarballs (checked by the md5 the CIFAR page publishes),
+        # converted to the npz layout. The shared cifar10_subset.npz holds 5,506 of the images, so
+        # its hash identifies that copy only; a converted download is checked by reading it.
+        DataFile("cifar10_subset.npz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                 "a816bd8e5a473d38a7213f1c69e68a5f40c4e6a0079e04189cbc77e64c1ad2e3", "cifar10"),
+        DataFile("cifar100.npz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", None, "cifar100",
+                 optional=True),
+        DataFile("imagenet16_120.npz", None, None, "npz", optional=True),
     ]
-}
-CIFAR10_TAR_MD5 = "c58f30108f718f92721af3b95e74349a"
-
-# Normalisation constants of the datasets the benchmarks were trained on.
-MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "ImageNet16-120": ((0.4811, 0.4575, 0.4078), (0.2470, 0.2435, 0.2616)),
 }
 
 
@@ -100,19 +109,37 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """(name, status) for every known file: ok, missing, mismatch, or present (unchecked)."""
-    base = data_dir(root)
-    out = []
-    for f in FILES.values():
-        p = base / f.name
-        if not p.is_file():
-            out.append((f.name, "missing"))
-        elif f.sha256 is None:
-            out.append((f.name, "present"))
+def _readable(f: DataFile, path: Path) -> bool:
+    """A converted file that is not the shared copy: does it read as its layout?"""
+    from eznas import images, natsbench  # local: both import this module
+
+    try:
+        if f.kind == "natsbench":
+            natsbench.read_table(path)
         else:
-            out.append((f.name, "ok" if sha256(p) == f.sha256 else "mismatch"))
-    return out
+            images.read_image_npz(path)
+    except EznasError:
+        return False
+    return True
+
+
+def file_status(f: DataFile, base: Path) -> str:
+    """ok (hash matches), present (converted copy that reads correctly), missing, absent (optional
+    and missing), mismatch (wrong hash) or damaged (does not read: truncated, corrupt)."""
+    p = base / f.name
+    if not p.is_file():
+        return "absent" if f.optional else "missing"
+    if f.sha256 is not None and sha256(p) == f.sha256:
+        return "ok"
+    if f.converted:
+        return "present" if _readable(f, p) else "damaged"
+    return "present" if f.sha256 is None else "mismatch"
+
+
+def verify(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """(name, status) for every known file; see :func:`file_status`."""
+    base = data_dir(root)
+    return [(f.name, file_status(f, base)) for f in FILES.values()]
 
 
 def _fetch(url: str, dest: Path) -> None:
@@ -124,15 +151,35 @@ def _fetch(url: str, dest: Path) -> None:
         raise EznasError(f"download of {url} failed: {e}") from None
 
 
-def _cifar10_from_tar(tar_path: Path, dest: Path) -> None:
-    import pickle  # trusted: the official archive, verified by md5 before it is opened
-
+def _md5(path: Path) -> str:
     h = hashlib.md5()
-    with open(tar_path, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    if h.hexdigest() != CIFAR10_TAR_MD5:
-        raise EznasError(f"CIFAR-10 archive checksum mismatch ({h.hexdigest()} != {CIFAR10_TAR_MD5})")
+    return h.hexdigest()
+
+
+# member name in the archive -> split; the labels' key; the class names' member and key
+_CIFAR = {
+    "cifar10": (lambda b: "train" if b.startswith("data_batch") else "test" if b == "test_batch" else None,
+                b"labels", "batches.meta", b"label_names", 10),
+    "cifar100": (lambda b: b if b in ("train", "test") else None, b"fine_labels", "meta", b"fine_label_names", 100),
+}
+
+
+def _cifar_from_tar(tar_path: Path, dest: Path, which: str) -> None:
+    """Convert an official CIFAR-10 / CIFAR-100 python archive to the npz layout (uint8 images
+    (n, 32, 32, 3), int64 labels; CIFAR-100: its fine labels)."""
+    import pickle
+
+    expected = {"cifar10": CIFAR10_TAR_MD5, "cifar100": CIFAR100_TAR_MD5}[which]
+    title = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[which]
+    got = _md5(tar_path)
+    if got != expected:
+        raise EznasError(f"{title} archive checksum mismatch ({got} != {expected})")
+    # Only now, with the md5 the CIFAR page publishes confirmed, is the archive trusted: its batches
+    # are pickles, and nothing else is ever unpickled (never a user's file).
+    split_of, label_key, meta_name, names_key, n_classes = _CIFAR[which]
     arrays: dict[str, list[np.ndarray]] = {"train_images": [], "train_labels": [], "test_images": [], "test_labels": []}
     names = None
     with tarfile.open(tar_path) as tar:
@@ -141,119 +188,57 @@ def _cifar10_from_tar(tar_path: Path, dest: Path) -> None:
             f = tar.extractfile(m)
             if f is None:
                 continue
-            if base.startswith("data_batch") or base == "test_batch":
+            split = split_of(base)
+            if split is not None:
                 d = pickle.load(f, encoding="bytes")
-                split = "test" if base == "test_batch" else "train"
                 imgs = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
                 arrays[f"{split}_images"].append(imgs)
-                arrays[f"{split}_labels"].append(np.asarray(d[b"labels"], dtype=np.int64))
-            elif base == "batches.meta":
-                names = [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]]
+                arrays[f"{split}_labels"].append(np.asarray(d[label_key], dtype=np.int64))
+            elif base == meta_name:
+                names = [n.decode() for n in pickle.load(f, encoding="bytes")[names_key]]
+    if not arrays["train_images"] or not arrays["test_images"]:
+        raise EznasError(f"{title} archive {tar_path} has no train or test batch")
     out = {k: np.concatenate(v) for k, v in arrays.items()}
-    out["class_names"] = np.array(names or [str(i) for i in range(10)])
+    out["class_names"] = np.array(names or [str(i) for i in range(n_classes)])
     with open(dest, "wb") as fh:  # a path without .npz would get the suffix appended
         np.savez(fh, **out)
 
 
-def download(root: str | os.PathLike | None = None, force: bool = False, log=print) -> None:
-    """Fetch every missing (or mismatching) file from its public source and check it."""
+def _convert(f: DataFile, raw: Path, final: Path) -> Path:
+    """The checked file to install for ``f`` from the download ``raw``."""
+    if f.kind in _CIFAR:
+        _cifar_from_tar(raw, final, f.kind)
+        return final
+    if f.kind == "natsbench":
+        from eznas import natsbench
+
+        natsbench.convert_upstream(raw, final)
+        natsbench.read_table(final)  # the converted table must read as one
+        return final
+    got = sha256(raw)
+    if f.sha256 and got != f.sha256:
+        raise EznasError(f"{f.name}: checksum mismatch after download ({got[:12]}... != {f.sha256[:12]}...)")
+    return raw
+
+
+def download(root: str | os.PathLike | None = None, force: bool = False,
+             log: Callable[[str], None] = print) -> None:
+    """Fetch every missing, damaged or mismatching file from its public source and check it."""
     base = data_dir(root)
-    (base / "naslib").mkdir(parents=True, exist_ok=True)
-    status = dict(verify(base))
+    base.mkdir(parents=True, exist_ok=True)
     for f in FILES.values():
-        if status[f.name] in ("ok", "present") and not force:
-            log(f"{f.name}: {status[f.name]}")
+        status = file_status(f, base)
+        if status in ("ok", "present") and not force:
+            log(f"{f.name}: {status}")
+            continue
+        if f.url is None:
+            log(f"{f.name}: {status}; not downloadable (a file of your own, see the README)")
             continue
         log(f"{f.name}: downloading {f.url}")
+        (base / f.name).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=base) as tmp:
             raw = Path(tmp) / "raw"
             _fetch(f.url, raw)
-            final = Path(tmp) / "final"
-            if f.kind == "cifar10":
-                _cifar10_from_tar(raw, final)
-            else:
-                got = sha256(raw)
-                if f.sha256 and got != f.sha256:
-                    raise EznasError(f"{f.name}: checksum mismatch after download ({got[:12]}... != {f.sha256[:12]}...)")
-                final = raw
+            final = _convert(f, raw, Path(tmp) / "final")
             os.replace(final, base / f.name)
         log(f"{f.name}: ok")
-
-
-# ---------------------------------------------------------------- image batches
-_IMAGES: dict[str, dict[str, np.ndarray]] = {}
-
-
-def load_images(root: str | os.PathLike | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 images (n, 32, 32, 3) uint8 and labels (n,) from the data directory."""
-    p = require("cifar10_subset.npz", root)
-    key = str(p)
-    if key not in _IMAGES:
-        with np.load(p, allow_pickle=False) as z:
-            _IMAGES[key] = {k: z[k] for k in ("train_images", "train_labels", "test_images", "test_labels")}
-    d = _IMAGES[key]
-    return d[f"{split}_images"], d[f"{split}_labels"]
-
-
-def image_size(dataset: str) -> int:
-    """Input resolution the benchmark trained at (ImageNet16-120 is 16x16)."""
-    return 16 if dataset == "ImageNet16-120" else 32
-
-
-@dataclass
-class Batches:
-    """The three inputs of the statistics: real data D, Gaussian noise N, perturbed data P."""
-
-    D: torch.Tensor
-    N: torch.Tensor
-    P: torch.Tensor
-    targets: torch.Tensor
-
-    def items(self) -> list[tuple[str, torch.Tensor]]:
-        return [("D", self.D), ("N", self.N), ("P", self.P)]
-
-
-def normalise(images: np.ndarray, dataset: str, size: int | None = None,
-              mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> torch.Tensor:
-    """uint8 (n, h, w, 3) -> float (n, 3, size, size), normalised with the dataset's mean/std
-    (or ``mean_std`` when given)."""
-    mean, std = mean_std or MEAN_STD.get(dataset, MEAN_STD["cifar10"])
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    if size is not None and size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.contiguous()
-
-
-def make_batches(
-    dataset: str,
-    batch_size: int,
-    seed: int,
-    num_classes: int = 10,
-    noise_scale: float = 0.1,
-    root: str | os.PathLike | None = None,
-    size: int | None = None,
-) -> Batches:
-    """D: ``batch_size`` real CIFAR-10 images chosen by ``seed``; N: standard Gaussian noise of the
-    same shape; P: D + noise_scale * Gaussian. Targets are the images' CIFAR-10 labels (valid for
-    any class count >= 10; folded modulo ``num_classes`` for fewer), used for D, N and P alike.
-    A dataset of :mod:`eznas.datasets` other than cifar10 (``digits``, ``npz:PATH``) draws D from
-    its own train images and labels instead, normalised with its mean/std, at its own size."""
-    if batch_size < 1:
-        raise EznasError(f"batch size must be >= 1, got {batch_size}")
-    own = None
-    if dataset != "cifar10" and datasets.is_dataset(dataset):
-        own = datasets.load_dataset(dataset, root)
-        images, labels = own.train_images, own.train_labels
-        size = size or own.size
-    else:
-        images, labels = load_images(root, "train")
-    if batch_size > len(images):
-        raise EznasError(f"batch size {batch_size} exceeds the {len(images)} images available")
-    g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(len(images), generator=g)[:batch_size].numpy()
-    D = normalise(images[idx], dataset, size or image_size(dataset), (own.mean, own.std) if own else None)
-    N = torch.randn(D.shape, generator=g)
-    P = D + noise_scale * torch.randn(D.shape, generator=g)
-    targets = torch.from_numpy(labels[idx] % num_classes).long()
-    return Batches(D, N, P, targets)

@@ -11,7 +11,7 @@ directory gets ``best.txt`` (raw infix, one line), ``best.tex`` (LaTeX of the si
 ``best_simplified.txt`` for rank 1, ``rank<K>.*`` for another rank.
 
 D is ``inputs``; N and P are drawn from ``torch.Generator().manual_seed(seed)`` (N first, P = D +
-noise_scale * Gaussian) unless given. :func:`eznas.data.make_batches` draws its image indices from
+noise_scale * Gaussian) unless given. :func:`eznas.batches.make_batches` draws its image indices from
 the same generator first, so pass its ``N`` and ``P`` to reproduce the search's statistics
 exactly: the score then equals the in-engine score (``compute_net`` + ``Evaluator`` +
 ``net_scores``) of the same network (tested to 1e-6 relative; in practice bit for bit).
@@ -263,7 +263,7 @@ class _StatsRecorder:
 
 def _draw_inputs(inputs: torch.Tensor, seed: int, noise_scale: float, noise: torch.Tensor | None,
                  perturbed: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
-    """D = inputs; N and P given, or drawn as eznas.data.make_batches draws them (N first)."""
+    """D = inputs; N and P given, or drawn as eznas.batches.make_batches draws them (N first)."""
     if noise is None or perturbed is None:
         g = torch.Generator().manual_seed(int(seed))
         d = inputs.detach().to("cpu", torch.float32)
@@ -643,7 +643,7 @@ def _settings_lines(st: ProxySettings) -> list[str]:
         f"                  family f by seed * 1000003 + u * 101 + {{{fam}}}[f], seed = {st.seed}",
         f"    inputs        D = inputs; N = standard Gaussian of D's shape; P = D + {st.noise_scale!r} * Gaussian;",
         f"                  N then P drawn from torch.Generator().manual_seed({st.seed}) unless passed as",
-        "                  score(..., noise=N, perturbed=P) (pass eznas.data.make_batches' N and P to",
+        "                  score(..., noise=N, perturbed=P) (pass eznas.batches.make_batches' N and P to",
         "                  reproduce the search's statistics exactly)",
         "    passes        one forward + backward pass per input, BatchNorm in training mode, loss",
         "                  loss_fn(output, targets) (default cross-entropy), under torch.manual_seed(seed);",
@@ -946,7 +946,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from eznas.data import make_batches
+    from eznas.batches import make_batches
     from eznas.ensemble import rank_average
     from eznas.spaces import build, get_space
 

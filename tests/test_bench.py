@@ -149,7 +149,7 @@ def test_tiny_build_loads_resumes_and_feeds_statistics(tmp_path, monkeypatch):
     assert len(calls) == 7 and not first & set(calls)
 
     # the file is in the loaders' format
-    tasks = benchmarks.load_tasks("nb201", path=out)
+    tasks = records.load_tasks("nb201", path=out)
     assert list(tasks) == ["digits"]
     t = tasks["digits"]
     assert t.space == "nb201" and t.dataset == "digits" and t.name == "nb201/digits" and len(t) == 6
@@ -167,7 +167,7 @@ def test_tiny_build_loads_resumes_and_feeds_statistics(tmp_path, monkeypatch):
     assert bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None).trained == 0 and not calls
     assert json.loads(out.read_text()) == doc
     bigger = bench.build_benchmark(tiny_config(tmp_path, archs=7), workers=1, progress=False, log=lambda m: None)
-    assert (bigger.reused, bigger.trained) == (12, 2) and len(benchmarks.load_task("nb201", "digits", path=out)) == 7
+    assert (bigger.reused, bigger.trained) == (12, 2) and len(records.load_task("nb201", "digits", path=out)) == 7
     out.write_text(json.dumps(doc))  # back to the 6-arch file for the statistics below
 
     # statistics end to end on the generated task
@@ -193,7 +193,7 @@ def test_parallel_workers_and_cli(tmp_path, capsys):
                                                          "width": 4, "depth": 1, "out": str(tmp_path / "b.json")}}))
     assert cli.main(["bench", "build", str(cfg_path), "--workers", "2"]) == 0
     assert "regenerate with: eznas bench build" in capsys.readouterr().out
-    t = benchmarks.load_task("nb201", "digits", path=tmp_path / "b.json")
+    t = records.load_task("nb201", "digits", path=tmp_path / "b.json")
     assert len(t) == 3 and t.meta["config"]["bench"]["workers"] == 1
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import eznas
-from eznas import benchmarks, cli, export, program
+from eznas import records, cli, export, program
 from eznas import config as config_mod
 from eznas import primitives as P
 from eznas import simplify as simp
@@ -66,7 +66,7 @@ def task(data_dir, tmp_path_factory):
     (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": hall}))
     st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype="float32", width=4, depth=1)
     batches = net_batches(st)
-    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:12]
+    archs = records.load_task("nb201", "cifar10", None).archs[:12]
     values = [compute_net(a, st, batches)[0] for a in archs]
     ts = TaskStats("nb201/cifar10", archs, np.zeros(len(archs)), torch.cat(values), None,
                    torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(values)]))

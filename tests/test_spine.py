@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import benchmarks, config, data
+from eznas import records, config, data
 from eznas.cli import main as cli_main
 from eznas.errors import EznasError
 from eznas.spaces import build, get_space
@@ -17,7 +17,7 @@ from eznas.verify import verify_space
 
 
 def test_new_record_format_nb201(data_dir):
-    tasks = benchmarks.load_tasks("nb201")
+    tasks = records.load_tasks("nb201")
     assert set(tasks) == {"cifar10", "cifar100", "ImageNet16-120"}
     t = tasks["cifar10"]
     assert len(t) == 472
@@ -28,16 +28,16 @@ def test_new_record_format_nb201(data_dir):
 
 
 def test_old_record_format_nb101_and_nb301(data_dir):
-    nb101 = benchmarks.load_tasks("nb101")
+    nb101 = records.load_tasks("nb101")
     assert list(nb101) == ["cifar10"] and len(nb101["cifar10"]) == 332
     t = nb101["cifar10"]
     raw = json.loads((data_dir / "naslib/zc_nasbench101.json").read_text())["nasbench101"]["cifar10"]
     k = t.archs[0]
     assert t.accuracies[0] == pytest.approx(raw[k]["val_accuracy"])
     assert t.published["synflow"][0] == pytest.approx(raw[k]["synflow"])  # bare-score format
-    nb301 = benchmarks.load_tasks("nb301")
+    nb301 = records.load_tasks("nb301")
     assert len(nb301["cifar10"]) == 442
-    assert len(benchmarks.load_tasks("tnb_micro")) == 7
+    assert len(records.load_tasks("tnb_micro")) == 7
 
 
 def test_both_formats_from_files(tmp_path):
@@ -45,17 +45,17 @@ def test_both_formats_from_files(tmp_path):
     old = {"bench": {"taskB": {"(3, 4)": {"val_accuracy": 60.0, "params": 2.5}}}}
     (tmp_path / "new.json").write_text(json.dumps(new))
     (tmp_path / "old.json").write_text(json.dumps(old))
-    a = benchmarks.load_task("nb201", "taskA", path=tmp_path / "new.json")
-    b = benchmarks.load_task("nb201", "taskB", path=tmp_path / "old.json")
+    a = records.load_task("nb201", "taskA", path=tmp_path / "new.json")
+    b = records.load_task("nb201", "taskB", path=tmp_path / "old.json")
     assert a.published["params"][0] == 1.5 and b.published["params"][0] == 2.5
     assert a.accuracies[0] == 50.0 and b.accuracies[0] == 60.0
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(EznasError, match="not valid JSON"):
-        benchmarks.load_tasks("nb201", path=tmp_path / "bad.json")
+        records.load_tasks("nb201", path=tmp_path / "bad.json")
 
 
 def test_split_reproducible_and_disjoint(data_dir):
-    t = benchmarks.load_task("nb201", "cifar100")
+    t = records.load_task("nb201", "cifar100")
     s1 = t.split(7, 80, 40, 200)
     s2 = t.split(7, 80, 40, 200)
     s3 = t.split(8, 80, 40, 200)
@@ -92,10 +92,10 @@ def test_dnp_batches(data_dir):
 def test_missing_data_directory_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("EZNAS_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(EznasError, match="does not exist.*eznas data download"):
-        benchmarks.load_tasks("nb201")
+        records.load_tasks("nb201")
     (tmp_path / "empty").mkdir()
     with pytest.raises(EznasError, match="naslib/zc_nasbench201.json is missing.*eznas data download"):
-        benchmarks.load_tasks("nb201", root=tmp_path / "empty")
+        records.load_tasks("nb201", root=tmp_path / "empty")
     with pytest.raises(EznasError, match="cifar10_subset.npz is missing"):
         data.make_batches("cifar10", 8, 0, root=tmp_path / "empty")
 

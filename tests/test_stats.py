@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.errors import EznasError
 from eznas.sketch import make_index
 from eznas.spaces import build, units
@@ -65,7 +65,7 @@ def test_dnp_and_gradient_share_indices():
     rec = Recorder(model, 4, 4, seed=3)
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
-    from eznas.data import Batches
+    from eznas.batches import Batches
 
     run_passes(model, Batches(x, torch.randn_like(x), x.clone(), y),
                lambda o, _: torch.nn.functional.cross_entropy(o, y), rec)
@@ -126,7 +126,7 @@ def test_corrupt_entry_detected_and_recomputed(tmp_path, data_dir):
     assert rep.recomputed_corrupt == 1 and rep.computed == 1
     assert any("corrupt" in m for m in messages)
     read_entry(p)  # valid again
-    task = benchmarks.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
+    task = records.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
     p.write_bytes(b"not a zip")
     with pytest.raises(EznasError, match="corrupt"):
         load_task_stats(task, st, tmp_path)
@@ -139,7 +139,7 @@ def _build_in_child(cache: str, archs: list[str]) -> None:
 
 
 def test_killed_build_resumes_without_recomputing(tmp_path, data_dir):
-    task = benchmarks.load_task("nb201", "cifar10")
+    task = records.load_task("nb201", "cifar10")
     archs = task.archs[:12]
     st = settings()
     proc = mp.get_context("spawn").Process(target=_build_in_child, args=(str(tmp_path), archs))
@@ -161,7 +161,7 @@ def test_killed_build_resumes_without_recomputing(tmp_path, data_dir):
 
 
 def test_load_task_stats_stacks_rows(tmp_path, data_dir):
-    task = benchmarks.load_task("nb201", "cifar10").subset([0, 1, 2])
+    task = records.load_task("nb201", "cifar10").subset([0, 1, 2])
     st = settings()
     build_cache([(a, st) for a in task.archs], tmp_path, progress=False)
     ts = load_task_stats(task, st, tmp_path)
@@ -172,6 +172,6 @@ def test_load_task_stats_stacks_rows(tmp_path, data_dir):
     sub = ts.subset([2, 0])
     assert sub.archs == [task.archs[2], task.archs[0]]
     assert torch.equal(torch.bincount(sub.net_index), torch.tensor([counts[2], counts[0]]))
-    missing = benchmarks.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
+    missing = records.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
     with pytest.raises(EznasError, match="not cached"):
         load_task_stats(missing, st, tmp_path)
