@@ -139,9 +139,11 @@ def read_image_npz(path: Path, hint: str = "run `eznas data download` to fetch i
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or len(x) < 1:
-            raise EznasError(f"data file {path}: {split}_images must be uint8 (n, h, h, 3), got {x.dtype} {x.shape}; {hint}")
+            raise EznasError(f"data file {path}: {split}_images must be uint8 (n, h, h, 3), "
+                             f"got {x.dtype} {x.shape}; {hint}")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-            raise EznasError(f"data file {path}: {split}_labels must be {len(x)} integers, got {y.dtype} {y.shape}; {hint}")
+            raise EznasError(f"data file {path}: {split}_labels must be {len(x)} integers, "
+                             f"got {y.dtype} {y.shape}; {hint}")
     return arrays
 
 

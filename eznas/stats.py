@@ -66,10 +66,12 @@ class StatsSettings:
     def from_config(cls, cfg: config_mod.Config, space: str, dataset: str) -> "StatsSettings":
         st = cfg.stats
         return cls(get_space(space).name, dataset, st.batch_size, cfg.seed, st.R, st.s, st.dtype,
-                   st.noise_scale, cfg.network.width, cfg.network.depth, images_for(dataset, cfg.data_dir, warn=False)[0])
+                   st.noise_scale, cfg.network.width, cfg.network.depth,
+                   images_for(dataset, cfg.data_dir, warn=False)[0])
 
     def key(self, arch: str) -> str:
-        payload = json.dumps({"arch": arch, "settings": {k: v for k, v in self.__dict__.items() if (k, v) != ("images", "cifar10")}, "format": FORMAT_VERSION,
+        settings = {k: v for k, v in self.__dict__.items() if (k, v) != ("images", "cifar10")}  # old keys stay
+        payload = json.dumps({"arch": arch, "settings": settings, "format": FORMAT_VERSION,
                               "version": eznas.__version__}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 

@@ -60,8 +60,8 @@ _NATS_CSV = ("https://raw.githubusercontent.com/v-tao/nats-bench-landscape/"
 
 SPACES: dict[str, SpaceInfo] = {s.name: s for s in [
     SpaceInfo("nb201", "nb201",
-              "tuple of 6 op indices on edges (1→2), (1→3), (1→4), (2→3), (2→4), (3→4); ops 0 skip_connect, "
-              "1 none, 2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3", (), {
+              "tuple of 6 op indices on edges (1→2), (1→3), (1→4), (2→3), (2→4), (3→4); "
+              "ops 0 skip_connect, 1 none, 2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3", (), {
                   "naslib": BenchmarkFile("naslib/zc_nasbench201.json", _GDRIVE + "1R7n7GpFHAjUZpPISzbhxH0QjubnvZM5H",
                                           "4b81bef056c458cee5eb864cac82537acb3ec111b555364c2886dc35d13b83ce"),
                   "natsbench": BenchmarkFile("natsbench/nb201_test_accuracy.csv", _NATS_CSV,
