@@ -77,7 +77,7 @@ MODELS = {
 
 def batch(cifar: bool, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if cifar:
-        from eznas.data import make_batches
+        from eznas.batches import make_batches
 
         b = make_batches("cifar10", n, seed=0)
         return b.D, b.targets

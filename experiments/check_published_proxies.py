@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from eznas import benchmarks
-from eznas.data import make_batches
+from eznas import records
+from eznas.batches import make_batches
 from eznas.metrics import spearman
 from eznas.proxies import get_proxy
 from eznas.spaces import build
@@ -136,7 +136,7 @@ def column(cache: dict, archs: list[str], run: str, proxy: str) -> np.ndarray:
     return np.array([cache[f"{a}|{run}"][proxy]["score"] for a in archs], dtype=np.float64)
 
 
-def analyse(task: benchmarks.Task, other: benchmarks.Task, idx: np.ndarray, cache: dict) -> dict[str, dict]:
+def analyse(task: records.Task, other: records.Task, idx: np.ndarray, cache: dict) -> dict[str, dict]:
     archs = [task.archs[i] for i in idx]
     other_pos = {a: i for i, a in enumerate(other.archs)}
     both = [k for k, a in enumerate(archs) if a in other_pos]
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    task = benchmarks.load_task("nb201", "cifar10")
-    other = benchmarks.load_task("nb201", "cifar100")
+    task = records.load_task("nb201", "cifar10")
+    other = records.load_task("nb201", "cifar100")
     idx = np.sort(np.random.default_rng(args.seed).permutation(len(task))[: args.n])
     cache_path = Path(args.cache).expanduser()
     cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 ours vs the papers' figures.
 
 N nets (default 100) sampled with a fixed seed from the NB201 cifar10 records of the naslib
-benchmark (``eznas.benchmarks.load_task``), full-size networks (C = 16, N = 5), one batch of 64
+benchmark (``eznas.records.load_task``), full-size networks (C = 16, N = 5), one batch of 64
 real CIFAR-10 training images (``make_batches`` seed 0), PyTorch default initialisation seed 0;
 every proxy runs its own documented setting on that batch (MeCo: the first image; SWAP: the first
 16 images, N(0, 1) re-init, 4 draws; AZ-NAS: a Gaussian batch of the same shape, Kaiming fan-in
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.atomic import atomic_write_text, check_output
 from eznas.data import make_batches
 from eznas.metrics import kendall, spearman
@@ -97,7 +97,7 @@ def main() -> None:
     out = check_output(args.out, "results file")
     torch.set_num_threads(1)
 
-    task = benchmarks.load_task("nb201", "cifar10")
+    task = records.load_task("nb201", "cifar10")
     idx = np.sort(np.random.default_rng(args.seed).choice(len(task.archs), size=min(args.n, len(task.archs)),
                                                           replace=False))
     archs = [task.archs[i] for i in idx]

@@ -1,6 +1,6 @@
 """How well the embedded digits micro-benchmark separates architectures.
 
-Reads a benchmark written by `eznas bench build` (default: benchmarks/digits-nb201.json, made by
+Reads a benchmark written by `eznas bench build` (default: the embedded `digits` benchmark, eznas/benchmarks_data/digits-nb201.json, made by
 `eznas bench build configs/digits-bench.yaml`) and reports: the number of architectures, the
 spread of their accuracies (min / median / max, std), the Spearman rank correlation between the
 accuracies of the first two training seeds (over all archs, and over the NB201 archs whose
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from eznas.bench import iter_records
+from eznas.benchbuild import iter_records
 from eznas.spaces import parse_ints
 from eznas.spaces.nb201 import EDGES, OPS
 
@@ -87,7 +87,7 @@ def _fmt(v: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bench", default="benchmarks/digits-nb201.json")
+    ap.add_argument("--bench", default="eznas/benchmarks_data/digits-nb201.json")
     ap.add_argument("--out", default="experiments/results/digits_bench.json")
     args = ap.parse_args()
     r = report(Path(args.bench))

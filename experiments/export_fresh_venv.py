@@ -140,7 +140,7 @@ def main() -> int:
 
 def experiment(work: Path) -> int:
     from eznas import cli, load_proxy
-    from eznas.data import make_batches
+    from eznas.batches import make_batches
 
     torch.set_num_threads(1)
     run_dir = tiny_search(work)

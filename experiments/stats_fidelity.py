@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from eznas import benchmarks
+from eznas import records
 from eznas.stats import StatsSettings, compute_net, net_batches
 from eznas.tensors import INDEX
 
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default="experiments/results/stats_fidelity.json")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    task = benchmarks.load_task("nb201", "cifar10").sample(args.nets, args.seed)
+    task = records.load_task("nb201", "cifar10").sample(args.nets, args.seed)
     st = StatsSettings("nb201", "cifar10", args.batch_size, args.seed, args.R, args.s)
     batches = net_batches(st)
     full_scores: dict[str, list[float]] = defaultdict(list)

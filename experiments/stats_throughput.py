@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.spaces import build
 from eznas.runtime import run_passes
 from eznas.stats import StatsSettings, build_cache, net_batches
@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = {}
     for dataset in ("cifar10", "ImageNet16-120"):
-        task = benchmarks.load_task("nb201", dataset).sample(args.nets, 1)
+        task = records.load_task("nb201", dataset).sample(args.nets, 1)
         st = StatsSettings("nb201", dataset, dtype=args.dtype)
         batches = net_batches(st)
         with tempfile.TemporaryDirectory() as tmp:

@@ -113,27 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     bb = bsub.add_parser("build", help="sample and train architectures, write a benchmark file")
     bb.add_argument("config")
     bb.add_argument("--workers", type=int, default=None)
-    bb.set_defaults(func=_lazy("eznas.bench", "cmd_bench_build"))
+    bb.set_defaults(func=_lazy("eznas.benchbuild", "cmd_bench_build"))
     return p
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from eznas import data
+    from eznas import datadir
 
-    data.download(args.data_dir, force=args.force)
+    datadir.download(args.data_dir, force=args.force)
     return 0
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
-    from eznas import data
+    from eznas import datadir
 
-    rows = data.verify(args.data_dir)
-    print(f"data directory: {data.data_dir(args.data_dir)}")
+    rows = datadir.verify(args.data_dir)
+    print(f"data directory: {datadir.data_dir(args.data_dir)}")
     for name, status in rows:
         print(f"  {status:9s} {name}")
-    bad = [n for n, s in rows if s in ("missing", "mismatch")]
+    bad = [n for n, s in rows if s in ("missing", "mismatch", "damaged")]
     if bad:
-        print(f"{len(bad)} file(s) missing or corrupt; {data.DOWNLOAD_HINT}")
+        print(f"{len(bad)} file(s) missing or corrupt; {datadir.DOWNLOAD_HINT}")
         return 1
     return 0
 

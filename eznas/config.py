@@ -21,7 +21,7 @@ from eznas.errors import EznasError
 class TaskConfig:
     space: str = "nb201"
     dataset: str = "cifar10"
-    benchmark: str | None = None  # path to a benchmark JSON; default: the space's NAS-Bench-Suite-Zero file
+    benchmark: str | None = None  # naslib (default) | natsbench | digits | path of a benchmark .json file
 
 
 @dataclass
@@ -89,7 +89,7 @@ class BenchConfig:
     ``seed``), train each once per training seed on ``dataset``, write the benchmark to ``out``."""
 
     space: str = "nb201"
-    dataset: str = "digits"  # a name of eznas.datasets: digits, cifar10, or npz:PATH
+    dataset: str = "digits"  # a name of eznas.images: digits, cifar10, cifar100, ImageNet16-120, or npz:PATH
     archs: int = 150
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     epochs: int = 10
@@ -218,9 +218,11 @@ def validate(cfg: Config) -> Config:
         v = _get(cfg, key)
         if v is not None and v < 1:
             raise EznasError(f"config key '{key}': must be >= 1, got {v}")
-    for key in ("split.validate", "split.test"):
-        if _get(cfg, key) < 0:
-            raise EznasError(f"config key '{key}': must be >= 0, got {_get(cfg, key)}")
+    if cfg.split.validate < 1:
+        raise EznasError(f"config key 'split.validate': must be >= 1 (validation picks the best program), "
+                         f"got {cfg.split.validate}")
+    if cfg.split.test < 0:
+        raise EznasError(f"config key 'split.test': must be >= 0, got {cfg.split.test}")
     for key in ("search.cxpb", "search.mutpb"):
         v = _get(cfg, key)
         if not 0.0 <= v <= 1.0:
@@ -244,8 +246,16 @@ def validate(cfg: Config) -> Config:
         raise EznasError("config key 'stats.noise_scale': must be >= 0")
     if not cfg.tasks:
         raise EznasError("config key 'tasks': at least one task is needed")
+    _validate_benchmarks(cfg.tasks)
     _validate_bench(cfg.bench)
     return cfg
+
+
+def _validate_benchmarks(tasks: list[TaskConfig]) -> None:
+    from eznas.records import check_benchmark  # local: records imports torch via the spaces
+
+    for i, tc in enumerate(tasks):
+        check_benchmark(tc.benchmark, f"config key 'tasks[{i}].benchmark'")
 
 
 def _validate_bench(b: BenchConfig) -> None:
@@ -267,7 +277,33 @@ def from_dict(data: Any, source: str | None = None) -> Config:
     return validate(cfg)
 
 
+def resolve_paths(cfg: Config, base: Path) -> Config:
+    """Resolve the config's relative *input* paths against ``base`` (the config file's directory):
+    ``data_dir``, ``tasks[].benchmark`` paths, ``npz:PATH`` datasets and ``bench.out`` (a benchmark
+    file that ``tasks[].benchmark`` may name). Where results go (``run_dir``, ``stats.cache_dir``)
+    stays relative to the working directory."""
+    from eznas.records import is_benchmark_path
+
+    def res(path: str) -> str:
+        q = Path(path).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    def res_dataset(name: str) -> str:
+        return f"npz:{res(name[4:])}" if name.startswith("npz:") and len(name) > 4 else name
+
+    if cfg.data_dir:
+        cfg.data_dir = res(cfg.data_dir)
+    for tc in cfg.tasks:
+        if tc.benchmark is not None and is_benchmark_path(tc.benchmark):
+            tc.benchmark = res(tc.benchmark)
+        tc.dataset = res_dataset(tc.dataset)
+    cfg.bench.dataset = res_dataset(cfg.bench.dataset)
+    cfg.bench.out = res(cfg.bench.out)
+    return cfg
+
+
 def load(path: str | Path) -> Config:
+    """Read a YAML config; its relative input paths resolve against its directory (:func:`resolve_paths`)."""
     p = Path(path)
     if not p.is_file():
         raise EznasError(f"config file not found: {p}")
@@ -277,7 +313,7 @@ def load(path: str | Path) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise EznasError(f"config file {p} is not valid YAML{where}") from None
-    return from_dict(data, source=str(p))
+    return resolve_paths(from_dict(data, source=str(p)), p.resolve().parent)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

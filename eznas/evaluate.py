@@ -3,7 +3,7 @@ tasks and tabulate how well they rank the nets by accuracy.
 
 For every task of the config, the nets of ``evaluate.split`` (``Task.split`` with the config's
 split sizes and seed) are built with ``seed``, ``network.width`` / ``network.depth``, fed one
-batch from :func:`eznas.data.make_batches` (``evaluate.batch_size``, ``seed``), and scored by
+batch from :func:`eznas.batches.make_batches` (``evaluate.batch_size``, ``seed``), and scored by
 every requested proxy: a baseline name (:mod:`eznas.proxies`), an exported ``.py`` proxy, or a
 run directory (its hall of fame). Output directory (default ``<run_dir>/evaluation``):
 
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from eznas import benchmarks
+from eznas import records
 from eznas import config as config_mod
 from eznas.atomic import atomic_write_text
-from eznas.data import make_batches
+from eznas.batches import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
@@ -188,7 +188,7 @@ def _score_missing(specs: list[ProxySpec], keys: list[str], cache: ScoreCache,
         counters.computed += 1
 
 
-def score_task(cfg: config_mod.Config, task: benchmarks.Task, specs: list[ProxySpec], cache: ScoreCache,
+def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec], cache: ScoreCache,
                counters: Counters, progress: bool = True) -> TaskScores:
     """Scores of every spec on every net of ``task`` (from the cache where present)."""
     sp = get_space(task.space)
@@ -214,7 +214,7 @@ def score_task(cfg: config_mod.Config, task: benchmarks.Task, specs: list[ProxyS
     return TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds)
 
 
-def add_published(ts: TaskScores, task: benchmarks.Task, specs: list[ProxySpec]) -> None:
+def add_published(ts: TaskScores, task: records.Task, specs: list[ProxySpec]) -> None:
     """Columns ``"<name> (published)"`` for the requested baselines the records publish."""
     for s in specs:
         if s.baseline and s.baseline in task.published:
@@ -355,11 +355,11 @@ class EvaluationResult:
     table: str
 
 
-def evaluation_tasks(cfg: config_mod.Config) -> list[benchmarks.Task]:
+def evaluation_tasks(cfg: config_mod.Config) -> list[records.Task]:
     """The ``evaluate.split`` subset of every task of the config."""
     out = []
     for tc in cfg.tasks:
-        task = benchmarks.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
+        task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
         sp = cfg.split
         out.append(task.split(cfg.seed, sp.evolve, sp.validate, sp.test)[cfg.evaluate.split])
     return out

@@ -130,7 +130,7 @@ def load_checkpoint(run_dir: Path) -> RunState:
 class SearchData:
     splits: dict[str, dict[str, TaskStats]]  # split -> task name -> stats (test: loaded at the end)
     published: dict[str, dict[str, dict[str, np.ndarray]]]  # split -> task -> proxy -> scores
-    tasks: dict[str, dict[str, Any]]  # task name -> split -> benchmarks.Task
+    tasks: dict[str, dict[str, Any]]  # task name -> split -> records.Task
     cfg: config_mod.Config
 
     @classmethod

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 import eznas
-from eznas import benchmarks
+from eznas import records
 from eznas import config as config_mod
 from eznas import runtime
 from eznas.atomic import atomic_write
-from eznas.data import Batches, make_batches
+from eznas.batches import Batches, make_batches
 from eznas.errors import EznasError
+from eznas.images import images_for
 from eznas.losses import space_loss
 from eznas.progress import progress as progress_bar
 from eznas.spaces import build as build_net
@@ -60,15 +61,18 @@ class StatsSettings:
     noise_scale: float = 0.1
     width: int | None = None
     depth: int | None = None
+    images: str = "cifar10"  # the D batch's image source (eznas.images.images_for); keyed unless cifar10
 
     @classmethod
     def from_config(cls, cfg: config_mod.Config, space: str, dataset: str) -> "StatsSettings":
         st = cfg.stats
         return cls(get_space(space).name, dataset, st.batch_size, cfg.seed, st.R, st.s, st.dtype,
-                   st.noise_scale, cfg.network.width, cfg.network.depth)
+                   st.noise_scale, cfg.network.width, cfg.network.depth,
+                   images_for(dataset, cfg.data_dir, warn=False)[0])
 
     def key(self, arch: str) -> str:
-        payload = json.dumps({"arch": arch, "settings": self.__dict__, "format": FORMAT_VERSION,
+        settings = {k: v for k, v in self.__dict__.items() if (k, v) != ("images", "cifar10")}  # old keys stay
+        payload = json.dumps({"arch": arch, "settings": settings, "format": FORMAT_VERSION,
                               "version": eznas.__version__}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -279,7 +283,7 @@ class TaskStats:
                          remap[self.net_index[rows]])
 
 
-def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path, masks: bool = False) -> TaskStats:
+def load_task_stats(task: records.Task, st: StatsSettings, cache_dir: Path, masks: bool = False) -> TaskStats:
     vals, valid, idx = [], [], []
     for i, arch in enumerate(task.archs):
         p = entry_path(cache_dir, st, arch)
@@ -299,12 +303,12 @@ def load_task_stats(task: benchmarks.Task, st: StatsSettings, cache_dir: Path, m
 
 # ----------------------------------------------------------------------------- config-level
 def config_jobs(cfg: config_mod.Config, splits: Iterable[str] = ("evolve", "validate", "test")
-                ) -> tuple[list[tuple[str, StatsSettings]], dict[str, dict[str, benchmarks.Task]]]:
+                ) -> tuple[list[tuple[str, StatsSettings]], dict[str, dict[str, records.Task]]]:
     """(arch, settings) for every net of the config's tasks and splits, and the splits by task."""
     jobs: list[tuple[str, StatsSettings]] = []
-    by_task: dict[str, dict[str, benchmarks.Task]] = {}
+    by_task: dict[str, dict[str, records.Task]] = {}
     for tc in cfg.tasks:
-        task = benchmarks.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
+        task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
         parts = task.split(cfg.seed, cfg.split.evolve, cfg.split.validate, cfg.split.test)
         by_task[task.name] = parts
         st = StatsSettings.from_config(cfg, task.space, task.dataset)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from eznas import benchmarks
+from eznas import records
 from eznas.spaces import get_space
 
 TOLERANCE = 1.5e-6  # records give params in millions rounded to 6 decimals
@@ -24,9 +24,9 @@ class VerifyResult:
 def verify_space(space: str, dataset: str | None = None, limit: int | None = None,
                  data_dir: str | None = None, progress: bool = True) -> VerifyResult:
     sp = get_space(space)
-    tasks = benchmarks.load_tasks(sp.name, data_dir)
+    tasks = records.load_tasks(sp.name, data_dir)
     if dataset is not None:
-        tasks = {dataset: benchmarks.load_task(sp.name, dataset, data_dir)}
+        tasks = {dataset: records.load_task(sp.name, dataset, data_dir)}
     res = VerifyResult()
     with torch.no_grad():
         for name, task in tasks.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import bench, benchmarks, cli, config, data, datasets, stats
+from eznas import batches, benchbuild, cli, config, images, records, stats
 from eznas.errors import EznasError
 from eznas.spaces import build as build_net
 from eznas.spaces import get_space
@@ -36,20 +36,20 @@ def tiny_config(tmp_path: Path, archs: int = 6, seeds: tuple[int, ...] = (0, 1),
     }, source="tiny.yaml")
 
 
-# ----------------------------------------------------------------------------- datasets
+# ----------------------------------------------------------------------------- image datasets
 def test_digits_dataset_and_batches():
-    ds = datasets.load_dataset("digits")
+    ds = images.load_dataset("digits")
     assert ds.train_images.shape == (1437, 8, 8, 3) and ds.test_images.shape == (360, 8, 8, 3)
     assert ds.train_images.dtype == np.uint8 and ds.train_images.max() == 255
     assert ds.num_classes == 10 and ds.size == 8
     assert set(np.unique(ds.test_labels)) == set(range(10))
-    again = datasets._load_digits()  # the split is fixed
+    again = images._load_digits()  # the split is fixed
     assert np.array_equal(again.test_labels, ds.test_labels) and np.array_equal(again.train_images, ds.train_images)
-    b = data.make_batches("digits", 16, seed=0, num_classes=10)
+    b = batches.make_batches("digits", 16, seed=0, num_classes=10)
     assert b.D.shape == b.N.shape == b.P.shape == (16, 3, 8, 8)
     assert b.targets.shape == (16,) and int(b.targets.max()) < 10
     assert abs(float(b.D.mean())) < 0.4 and 0.6 < float(b.D.std()) < 1.4
-    assert torch.equal(b.D, data.make_batches("digits", 16, seed=0).D)
+    assert torch.equal(b.D, batches.make_batches("digits", 16, seed=0).D)
     sp = get_space("nb201")
     assert sp.num_classes("digits") == 10 and sp.input_size("digits") == 8
     assert sp.input_size("cifar10") == 32 and sp.input_size("ImageNet16-120") == 16
@@ -72,13 +72,13 @@ def _write_npz(path: Path, **override) -> Path:
 def test_npz_dataset(tmp_path):
     p = _write_npz(tmp_path / "mine.npz")
     name = f"npz:{p}"
-    ds = datasets.load_dataset(name)
+    ds = images.load_dataset(name)
     assert ds.num_classes == 3 and ds.size == 6 and ds.test_images.shape == (9, 6, 6, 3)
     assert get_space("nb201").num_classes(name) == 3 and get_space("nb201").input_size(name) == 6
-    b = data.make_batches(name, 5, seed=1, num_classes=3)
+    b = batches.make_batches(name, 5, seed=1, num_classes=3)
     assert b.D.shape == (5, 3, 6, 6)
     wide = _write_npz(tmp_path / "wide.npz", num_classes=np.array(5))
-    assert datasets.load_dataset(f"npz:{wide}").num_classes == 5
+    assert images.load_dataset(f"npz:{wide}").num_classes == 5
 
 
 @pytest.mark.parametrize("override, message", [
@@ -93,23 +93,23 @@ def test_npz_dataset(tmp_path):
 def test_bad_npz_is_a_clear_error(tmp_path, override, message):
     p = _write_npz(tmp_path / "bad.npz", **override)
     with pytest.raises(EznasError, match=message):
-        datasets.load_dataset(f"npz:{p}")
+        images.load_dataset(f"npz:{p}")
 
 
 def test_unreadable_npz_and_unknown_dataset(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip")
     with pytest.raises(EznasError, match="not a readable .npz"):
-        datasets.load_dataset(f"npz:{junk}")
+        images.load_dataset(f"npz:{junk}")
     obj = tmp_path / "obj.npz"
     np.savez(obj, train_images=np.array([{"a": 1}], dtype=object), train_labels=np.arange(1),
              test_images=np.zeros((1, 2, 2, 3), np.uint8), test_labels=np.arange(1))
     with pytest.raises(EznasError, match="not a readable .npz"):
-        datasets.load_dataset(f"npz:{obj}")
+        images.load_dataset(f"npz:{obj}")
     with pytest.raises(EznasError, match="dataset file not found"):
-        datasets.load_dataset(f"npz:{tmp_path / 'none.npz'}")
+        images.load_dataset(f"npz:{tmp_path / 'none.npz'}")
     with pytest.raises(EznasError, match="unknown dataset 'mnist'"):
-        datasets.load_dataset("mnist")
+        images.load_dataset("mnist")
 
 
 # ----------------------------------------------------------------------------- config
@@ -123,37 +123,37 @@ def test_bench_config_validation(tmp_path):
 
 
 def test_sample_archs_distinct_and_prefix_stable():
-    a = bench.sample_archs("nb201", 30, 5)
-    assert len(set(a)) == 30 and bench.sample_archs("nb201", 10, 5) == a[:10]
-    assert bench.sample_archs("nb201", 10, 6) != a[:10]
+    a = benchbuild.sample_archs("nb201", 30, 5)
+    assert len(set(a)) == 30 and benchbuild.sample_archs("nb201", 10, 5) == a[:10]
+    assert benchbuild.sample_archs("nb201", 10, 6) != a[:10]
 
 
 # ----------------------------------------------------------------------------- building
 def test_tiny_build_loads_resumes_and_feeds_statistics(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path)
     out = Path(cfg.bench.out)
-    part = bench.partial_path(out)
+    part = benchbuild.partial_path(out)
 
     # an interrupted build: stops after 5 of the 12 trainings, progress saved
-    rep = bench.build_benchmark(cfg, workers=1, progress=False, max_trainings=5, log=lambda m: None)
+    rep = benchbuild.build_benchmark(cfg, workers=1, progress=False, max_trainings=5, log=lambda m: None)
     assert (rep.trained, rep.finished) == (5, False) and not out.exists() and part.is_file()
     first = set(rep.trained_keys)
     assert len(json.loads(part.read_text())["results"]) == 5
 
     # the rerun trains only the 7 missing ones
     calls: list[tuple[str, int]] = []
-    real = bench.train_one
-    monkeypatch.setattr(bench, "train_one", lambda a, s, ts, root=None: calls.append((a, s)) or real(a, s, ts, root))
-    rep = bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
+    real = benchbuild.train_one
+    monkeypatch.setattr(benchbuild, "train_one", lambda a, s, ts, root=None: calls.append((a, s)) or real(a, s, ts, root))
+    rep = benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
     assert rep.finished and (rep.reused, rep.trained) == (5, 7) and not part.exists()
     assert len(calls) == 7 and not first & set(calls)
 
     # the file is in the loaders' format
-    tasks = benchmarks.load_tasks("nb201", path=out)
+    tasks = records.load_tasks("nb201", benchmark=out)
     assert list(tasks) == ["digits"]
     t = tasks["digits"]
     assert t.space == "nb201" and t.dataset == "digits" and t.name == "nb201/digits" and len(t) == 6
-    assert t.archs == bench.sample_archs("nb201", 6, 3)
+    assert t.archs == benchbuild.sample_archs("nb201", 6, 3)
     assert np.all((t.accuracies >= 0) & (t.accuracies <= 100)) and "params" in t.published
     assert t.meta["num_classes"] == 10 and t.meta["input_size"] == 8 and t.meta["command"] == "eznas bench build tiny.yaml"
     doc = json.loads(out.read_text())
@@ -164,10 +164,10 @@ def test_tiny_build_loads_resumes_and_feeds_statistics(tmp_path, monkeypatch):
 
     # a finished benchmark is not retrained; a larger one reuses its results
     calls.clear()
-    assert bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None).trained == 0 and not calls
+    assert benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None).trained == 0 and not calls
     assert json.loads(out.read_text()) == doc
-    bigger = bench.build_benchmark(tiny_config(tmp_path, archs=7), workers=1, progress=False, log=lambda m: None)
-    assert (bigger.reused, bigger.trained) == (12, 2) and len(benchmarks.load_task("nb201", "digits", path=out)) == 7
+    bigger = benchbuild.build_benchmark(tiny_config(tmp_path, archs=7), workers=1, progress=False, log=lambda m: None)
+    assert (bigger.reused, bigger.trained) == (12, 2) and len(records.load_task("nb201", "digits", benchmark=out)) == 7
     out.write_text(json.dumps(doc))  # back to the 6-arch file for the statistics below
 
     # statistics end to end on the generated task
@@ -181,9 +181,9 @@ def test_tiny_build_loads_resumes_and_feeds_statistics(tmp_path, monkeypatch):
 
 
 def test_training_is_deterministic_and_seeds_differ():
-    ts = bench.TrainSettings("nb201", "digits", 1, 256, 0.05, 5e-4, 4, 1)
-    a = bench.train_one("(2, 2, 0, 3, 0, 2)", 0, ts)
-    assert a["accuracy"] == bench.train_one("(2, 2, 0, 3, 0, 2)", 0, ts)["accuracy"]
+    ts = benchbuild.TrainSettings("nb201", "digits", 1, 256, 0.05, 5e-4, 4, 1)
+    a = benchbuild.train_one("(2, 2, 0, 3, 0, 2)", 0, ts)
+    assert a["accuracy"] == benchbuild.train_one("(2, 2, 0, 3, 0, 2)", 0, ts)["accuracy"]
     assert 0 <= a["accuracy"] <= 100 and a["params"] > 0
 
 
@@ -193,27 +193,27 @@ def test_parallel_workers_and_cli(tmp_path, capsys):
                                                          "width": 4, "depth": 1, "out": str(tmp_path / "b.json")}}))
     assert cli.main(["bench", "build", str(cfg_path), "--workers", "2"]) == 0
     assert "regenerate with: eznas bench build" in capsys.readouterr().out
-    t = benchmarks.load_task("nb201", "digits", path=tmp_path / "b.json")
+    t = records.load_task("nb201", "digits", benchmark=tmp_path / "b.json")
     assert len(t) == 3 and t.meta["config"]["bench"]["workers"] == 1
 
 
 def test_changed_settings_and_bad_progress_file(tmp_path):
     cfg = tiny_config(tmp_path, archs=2, seeds=(0,))
-    bench.build_benchmark(cfg, workers=1, progress=False, max_trainings=1, log=lambda m: None)
+    benchbuild.build_benchmark(cfg, workers=1, progress=False, max_trainings=1, log=lambda m: None)
     other = tiny_config(tmp_path, archs=2, seeds=(0,), epochs=2)
     with pytest.raises(EznasError, match="other training settings"):
-        bench.build_benchmark(other, workers=1, progress=False, log=lambda m: None)
-    bench.partial_path(Path(cfg.bench.out)).write_text("{broken")
+        benchbuild.build_benchmark(other, workers=1, progress=False, log=lambda m: None)
+    benchbuild.partial_path(Path(cfg.bench.out)).write_text("{broken")
     with pytest.raises(EznasError, match="unreadable.*delete it"):
-        bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
+        benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
     bad = tiny_config(tmp_path, dataset="npz:/nonexistent/x.npz")
     with pytest.raises(EznasError, match="dataset file not found"):
-        bench.build_benchmark(bad, workers=1, progress=False, log=lambda m: None)
+        benchbuild.build_benchmark(bad, workers=1, progress=False, log=lambda m: None)
 
 
 def test_ctrl_c_keeps_finished_trainings(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path, archs=3, seeds=(0,))
-    real = bench.train_one
+    real = benchbuild.train_one
     calls: list[str] = []
 
     def interrupted(arch, seed, ts, root=None):
@@ -222,13 +222,13 @@ def test_ctrl_c_keeps_finished_trainings(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(arch, seed, ts, root)
 
-    monkeypatch.setattr(bench, "train_one", interrupted)
+    monkeypatch.setattr(benchbuild, "train_one", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
-    saved = json.loads(bench.partial_path(Path(cfg.bench.out)).read_text())["results"]
+        benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
+    saved = json.loads(benchbuild.partial_path(Path(cfg.bench.out)).read_text())["results"]
     assert [r["arch"] for r in saved] == calls[:2]
-    monkeypatch.setattr(bench, "train_one", real)
-    rep = bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
+    monkeypatch.setattr(benchbuild, "train_one", real)
+    rep = benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
     assert rep.finished and (rep.reused, rep.trained) == (2, 1)
 
 
@@ -237,13 +237,13 @@ def test_a_second_build_of_the_same_file_is_refused(tmp_path):
     import subprocess
 
     cfg = tiny_config(tmp_path, archs=1, seeds=(0,))
-    lock = bench.lock_path(Path(cfg.bench.out))
+    lock = benchbuild.lock_path(Path(cfg.bench.out))
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getpid()))  # a live process holds it
     with pytest.raises(EznasError, match=f"pid {os.getpid()}.*is writing"):
-        bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
+        benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None)
     gone = subprocess.Popen(["true"])
     gone.wait()
     lock.write_text(str(gone.pid))  # stale: its process has exited
-    assert bench.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None).finished
+    assert benchbuild.build_benchmark(cfg, workers=1, progress=False, log=lambda m: None).finished
     assert not lock.exists()

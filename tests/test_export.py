@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import eznas
-from eznas import benchmarks, cli, export, program
+from eznas import records, cli, export, program
 from eznas import config as config_mod
 from eznas import primitives as P
 from eznas import simplify as simp
@@ -77,7 +77,7 @@ def _engine(dtype: str, archs: list[str], cache: Path) -> tuple[StatsSettings, o
     """The search's view of ``archs``: statistics built into and read back from its cache."""
     st = StatsSettings("nb201", "cifar10", batch_size=8, seed=SEED, R=4, s=4, dtype=dtype, width=4, depth=1)
     build_cache([(a, st) for a in archs], cache, progress=False)
-    task = benchmarks.Task("nb201", "cifar10", list(archs), np.zeros(len(archs)))
+    task = records.Task("nb201", "cifar10", list(archs), np.zeros(len(archs)))
     return st, load_task_stats(task, st, cache)
 
 
@@ -87,7 +87,7 @@ def task(data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     run_dir = root / "run"
     files = _run_with(run_dir, PROGRAMS, _tiny_config(run_dir))
-    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:12]
+    archs = records.load_task("nb201", "cifar10", None).archs[:12]
     st, ts = _engine("float32", archs, root / "cache")
     return {"run_dir": run_dir, "st": st, "batches": net_batches(st), "archs": archs, "ts": ts, "files": files}
 
@@ -129,7 +129,7 @@ def test_exported_module_equals_engine_for_every_net(task):
 def test_counting_program_on_float16_cache_is_exact(data_dir, tmp_path):
     """A counting program on float16-cached statistics: the exported module's score is the
     search's to the last bit on every net, although raw float32 statistics would differ."""
-    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:6]
+    archs = records.load_task("nb201", "cifar10", None).archs[:6]
     run_dir = tmp_path / "run16"
     files = _run_with(run_dir, [COUNT_PROGRAM], _tiny_config(run_dir, "float16", "sum"))
     st, ts = _engine("float16", archs, tmp_path / "cache")

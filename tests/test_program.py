@@ -337,12 +337,12 @@ def _reference(tree: gp.PrimitiveTree, ps: PrimitiveSet, values: torch.Tensor) -
 @pytest.fixture(scope="module")
 def real_values(data_dir: Path) -> torch.Tensor:
     """Statistics of 4 tiny NB201 nets as the cache stores them (float16)."""
-    from eznas import benchmarks
+    from eznas import records
     from eznas.stats import StatsSettings, compute_net, net_batches
 
     st = StatsSettings("nb201", "cifar10", batch_size=8, seed=0, R=4, s=4, dtype="float16", width=4, depth=1)
     batches = net_batches(st)
-    archs = benchmarks.load_task("nb201", "cifar10", None).archs[:4]
+    archs = records.load_task("nb201", "cifar10", None).archs[:4]
     return torch.cat([compute_net(a, st, batches)[0] for a in archs]).half()
 
 

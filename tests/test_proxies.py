@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from eznas import metrics
-from eznas.data import make_batches
+from eznas.batches import make_batches
 from eznas.errors import EznasError
 from eznas.proxies import compute, get_proxy, proxy_names
 from eznas.spaces import build

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from eznas import cli
-from eznas.data import make_batches
+from eznas.batches import make_batches
 from eznas.errors import EznasError
 from eznas.proxies import components_of, compute, get_proxy, is_set_level, proxy_names, score_set
 from eznas.proxies.aznas import az_components, feature_entropy, pair_trainability

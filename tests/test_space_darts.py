@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.errors import EznasError
 from eznas.spaces import get_space, units
 
@@ -16,7 +16,7 @@ KEY = ("[[(1, 6), (0, 3), (1, 1), (0, 2), (3, 5), (1, 5), (0, 3), (2, 1)], "
 
 @pytest.fixture(scope="module")
 def task(data_dir):
-    return benchmarks.load_task("nb301", "cifar10", data_dir)
+    return records.load_task("nb301", "cifar10", data_dir)
 
 
 def test_registry_and_alias() -> None:

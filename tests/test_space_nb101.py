@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from eznas import benchmarks
+from eznas import records
 from eznas.errors import EznasError
 from eznas.spaces import count_params, get_space, units
 from eznas.spaces.nb101 import prune
@@ -24,7 +24,7 @@ def _key(values: list[int]) -> str:
 
 @pytest.fixture(scope="module")
 def task(data_dir):
-    return benchmarks.load_task("nb101", "cifar10", data_dir)
+    return records.load_task("nb101", "cifar10", data_dir)
 
 
 def test_registry() -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.errors import EznasError
 from eznas.spaces import get_space, units
 from eznas.spaces.tnb import image_to_tiles, pseudo_normals
@@ -16,7 +16,7 @@ KEY = "(1, 0, 0, 2, 2, 3)"  # 0->1 skip, 0->2 / 1->2 zero, 0->3 / 1->3 conv1x1, 
 
 @pytest.fixture(scope="module")
 def tasks(data_dir):
-    return benchmarks.load_tasks("tnb_micro", data_dir)
+    return records.load_tasks("tnb_micro", data_dir)
 
 
 def _params(key: str, dataset: str) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from eznas import benchmarks
+from eznas import records
 from eznas.errors import EznasError
 from eznas.runtime import INDEX, TENSOR_NAMES, Recorder, make_index, run_passes, sketch_seed
 from eznas.spaces import build, units
@@ -121,7 +121,7 @@ def test_corrupt_entry_detected_and_recomputed(tmp_path, data_dir):
     assert rep.recomputed_corrupt == 1 and rep.computed == 1
     assert any("corrupt" in m for m in messages)
     read_entry(p)  # valid again
-    task = benchmarks.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
+    task = records.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
     p.write_bytes(b"not a zip")
     with pytest.raises(EznasError, match="corrupt"):
         load_task_stats(task, st, tmp_path)
@@ -134,7 +134,7 @@ def _build_in_child(cache: str, archs: list[str]) -> None:
 
 
 def test_killed_build_resumes_without_recomputing(tmp_path, data_dir):
-    task = benchmarks.load_task("nb201", "cifar10")
+    task = records.load_task("nb201", "cifar10")
     archs = task.archs[:12]
     st = settings()
     proc = mp.get_context("spawn").Process(target=_build_in_child, args=(str(tmp_path), archs))
@@ -156,7 +156,7 @@ def test_killed_build_resumes_without_recomputing(tmp_path, data_dir):
 
 
 def test_load_task_stats_stacks_rows(tmp_path, data_dir):
-    task = benchmarks.load_task("nb201", "cifar10").subset([0, 1, 2])
+    task = records.load_task("nb201", "cifar10").subset([0, 1, 2])
     st = settings()
     build_cache([(a, st) for a in task.archs], tmp_path, progress=False)
     ts = load_task_stats(task, st, tmp_path)
@@ -167,7 +167,7 @@ def test_load_task_stats_stacks_rows(tmp_path, data_dir):
     sub = ts.subset([2, 0])
     assert sub.archs == [task.archs[2], task.archs[0]]
     assert torch.equal(torch.bincount(sub.net_index), torch.tensor([counts[2], counts[0]]))
-    missing = benchmarks.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
+    missing = records.Task("nb201", "cifar10", [task.archs[0], "(2, 2, 2, 2, 2, 2)"], np.array([1.0, 2.0]))
     with pytest.raises(EznasError, match="not cached"):
         load_task_stats(missing, st, tmp_path)
 
@@ -180,7 +180,7 @@ def test_swapped_entry_is_detected(tmp_path, data_dir):
     mine, theirs = entry_path(tmp_path, st, ARCH), entry_path(tmp_path, st, other)
     good = mine.read_bytes()
     mine.write_bytes(theirs.read_bytes())
-    task = benchmarks.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
+    task = records.Task("nb201", "cifar10", [ARCH], np.array([1.0]))
     with pytest.raises(EznasError, match=f"holds arch {other.replace('(', '.').replace(')', '.')}, not"):
         load_task_stats(task, st, tmp_path)
     messages: list[str] = []
@@ -205,11 +205,11 @@ def test_workers_must_be_positive(capsys):
 _ORPHAN = """
 import sys, torch
 from pathlib import Path
-from eznas import benchmarks
 from eznas.stats import StatsSettings, build_cache
 torch.set_num_threads(1)
 st = StatsSettings("nb201", "cifar10", width=4, depth=1, batch_size=8, R=4, s=4)
-archs = benchmarks.load_task("nb201", "cifar10").archs[:8]
+from eznas import records
+archs = records.load_task("nb201", "cifar10").archs[:8]
 print("start", flush=True)
 build_cache([(a, st) for a in archs], Path(sys.argv[1]), workers=2, progress=False)
 """

@@ -44,7 +44,7 @@ def _settings_lines(st: ProxySettings) -> list[str]:
         f"                  family f by seed * 1000003 + u * 101 + {{{fam}}}[f], seed = {st.seed}",
         f"    inputs        D = inputs; N = standard Gaussian of D's shape; P = D + {st.noise_scale!r} * Gaussian;",
         f"                  N then P drawn from torch.Generator().manual_seed({st.seed}) unless passed as",
-        "                  score(..., noise=N, perturbed=P) (pass eznas.data.make_batches' N and P to",
+        "                  score(..., noise=N, perturbed=P) (pass eznas.batches.make_batches' N and P to",
         "                  reproduce the search's statistics exactly)",
         "    passes        one forward + backward pass per input, BatchNorm in training mode, loss",
         "                  loss_fn(output, targets) (default cross-entropy), under torch.manual_seed(seed);",

@@ -1,5 +1,5 @@
 """``eznas score``: score architectures of a search space with exported proxies, run directories
-or baselines, on one batch of :func:`eznas.data.make_batches` (the search's D, N and P for the
+or baselines, on one batch of :func:`eznas.batches.make_batches` (the search's D, N and P for the
 same ``--seed`` and ``--batch-size``, so an evolved proxy's score equals the search's own)."""
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _save(out: Path, header: list[str], rows: list[tuple[str, list[float]]]) -> 
 def cmd_score(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from eznas.data import make_batches
+    from eznas.batches import make_batches
     from eznas.ensemble import rank_average
     from eznas.spaces import build, get_space
 

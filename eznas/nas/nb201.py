@@ -125,7 +125,7 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
     proxies of one cell share its network."""
     import torch
 
-    from eznas.data import make_batches
+    from eznas.batches import make_batches
     from eznas.export.loading import noise_scale_of
     from eznas.export.score import scorer
     from eznas.spaces import build, get_space

@@ -1,7 +1,7 @@
 """The measurement runtime: the one implementation of what a zero-cost proxy measures.
 
 Used by the search (:mod:`eznas.stats` records and caches statistics with it, :mod:`eznas.fitness`
-aggregates with it, :func:`eznas.data.make_batches` draws N and P with it) and copied verbatim by
+aggregates with it, :func:`eznas.batches.make_batches` draws N and P with it) and copied verbatim by
 ``eznas export`` into every exported proxy module, so the two cannot drift apart. It imports only
 torch and the standard library. Modules, in the order they are embedded:
 
@@ -13,7 +13,7 @@ torch and the standard library. Modules, in the order they are embedded:
 - :mod:`.aggregate` per-unit scores -> network score (mean / sum / median);
 - :mod:`.proxy`     a proxy's entry points: statistics, per-unit scores, network score.
 
-Exactness: an exported proxy given the search's batch (``eznas.data.make_batches``' D, N, P and
+Exactness: an exported proxy given the search's batch (``eznas.batches.make_batches``' D, N, P and
 targets, the space's loss) on the search's network computes the statistics the search cached, bit
 for bit (it applies the cache's storage round trip, :func:`quantise`), and the same per-unit and
 network scores (tested on every net of a task: bit for bit, also for a counting program on

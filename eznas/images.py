@@ -1,34 +1,54 @@
-"""Named image datasets: the data a benchmark is trained on and the statistics' batches come from.
+"""Named image datasets: the images a benchmark is trained on and the statistics' batches come from.
 
 Every dataset is a train / test split of square uint8 images ``(n, h, w, 3)`` with integer
-labels, plus its class count and per-channel mean / std (of the train images, in [0, 1]):
+labels, plus its class count and per-channel mean / std (in [0, 1]):
 
-- ``cifar10``: the CIFAR-10 images of the data directory (:func:`eznas.data.load_images`);
+- ``cifar10``, ``cifar100``, ``ImageNet16-120``: the images of the data directory
+  (``cifar10_subset.npz``, ``cifar100.npz`` with the fine labels, and ``imagenet16_120.npz``, a
+  file of your own with 16x16 images), normalised with the constants the benchmarks used;
 - ``digits``: scikit-learn's bundled 8x8 hand-written digits (1,797 images, 10 classes),
   grey values 0..16 scaled to 0..255 and repeated to three channels, split 1,437 / 360 by a
   fixed seed (stratified, so every class is in both parts);
 - ``npz:PATH``: your own data, an ``.npz`` file with ``train_images``, ``train_labels``,
   ``test_images``, ``test_labels`` (images uint8 ``(n, h, w, 3)`` or grey ``(n, h, w)``, square;
   labels integers ``0..C-1``; an optional scalar ``num_classes``). Read with
-  ``allow_pickle=False``; a relative PATH is resolved against the working directory.
+  ``allow_pickle=False``; a relative PATH in a config is resolved against the config's directory,
+  elsewhere against the working directory.
 
-More loaders can be added with :func:`register_dataset`.
+:func:`images_for` tells which of them a task's statistics use. More loaders can be added with
+:func:`register_dataset`.
 """
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from eznas import datadir
 from eznas.errors import EznasError
 
 NPZ_PREFIX = "npz:"
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST = 360
 _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+# Images of the benchmarks' own datasets in the data directory, and the normalisation constants
+# the benchmarks were trained with.
+IMAGE_FILES: dict[str, str] = {"cifar10": "cifar10_subset.npz", "cifar100": "cifar100.npz",
+                               "ImageNet16-120": "imagenet16_120.npz"}
+BENCHMARK_IMAGES: tuple[str, ...] = tuple(IMAGE_FILES)
+MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "ImageNet16-120": ((0.4811, 0.4575, 0.4078), (0.2470, 0.2435, 0.2616)),
+}
+_SHAPE = {"cifar10": (32, 10), "cifar100": (32, 100), "ImageNet16-120": (16, 120)}  # image side, classes
+_HOW = {"cifar100": "`eznas data download` fetches CIFAR-100",
+        "ImageNet16-120": "put your own 16x16 ImageNet16-120 images there as imagenet16_120.npz, see the README"}
 
 
 @dataclass(frozen=True)
@@ -104,17 +124,90 @@ def _make(name: str, tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y:
     return ImageDataset(name, tr_x, tr_y, te_x, te_y, num_classes, mean, std)
 
 
+# ----------------------------------------------------------------------------- the data directory's images
+def read_image_npz(path: Path, hint: str = "run `eznas data download` to fetch it again") -> dict[str, np.ndarray]:
+    """The four arrays of an image file of the data directory, checked; a truncated or corrupt
+    file is one error line naming it (``hint`` says what to do)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _KEYS if k not in z.files]
+            arrays = {k: z[k] for k in _KEYS if k in z.files}
+    except Exception as e:  # truncated (BadZipFile), bad CRC, pickled object arrays, I/O error, ...
+        raise EznasError(f"data file {path} is damaged ({e.__class__.__name__}: {e}); {hint}") from None
+    if missing:
+        raise EznasError(f"data file {path} lacks {', '.join(missing)}; {hint}")
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or len(x) < 1:
+            raise EznasError(f"data file {path}: {split}_images must be uint8 (n, h, h, 3), "
+                             f"got {x.dtype} {x.shape}; {hint}")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise EznasError(f"data file {path}: {split}_labels must be {len(x)} integers, "
+                             f"got {y.dtype} {y.shape}; {hint}")
+    return arrays
+
+
+_IMAGES: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+
+
+def load_images(root: str | os.PathLike | None = None, split: str = "train",
+                dataset: str = "cifar10") -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, h, w, 3) uint8 and labels (n,) of ``dataset``'s file in the data directory."""
+    if dataset not in IMAGE_FILES:
+        raise EznasError(f"no image file for '{dataset}' in the data directory; valid: {', '.join(IMAGE_FILES)}")
+    p = datadir.require(IMAGE_FILES[dataset], root)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _IMAGES:
+        hint = (f"replace it ({_HOW['ImageNet16-120']})" if dataset == "ImageNet16-120"
+                else "run `eznas data download` to fetch it again")
+        _IMAGES[key] = read_image_npz(p, hint)
+    d = _IMAGES[key]
+    return d[f"{split}_images"], d[f"{split}_labels"].astype(np.int64)
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def images_for(dataset: str, root: str | os.PathLike | None = None, warn: bool = True) -> tuple[str, Path | None]:
+    """(source, path) of the images a task of ``dataset`` uses: its own dataset's (``digits``,
+    ``npz:PATH``, and ``cifar100`` / ``ImageNet16-120`` when their file is in the data directory),
+    else CIFAR-10's; for cifar100 / ImageNet16-120 without their file, one warning line (once).
+    ``path`` is None for ``digits`` (scikit-learn's)."""
+    if dataset not in IMAGE_FILES and is_dataset(dataset):
+        if dataset.startswith(NPZ_PREFIX):
+            return dataset, Path(dataset[len(NPZ_PREFIX):]).expanduser().resolve()
+        return dataset, None
+    base = datadir.data_dir(root)
+    own = base / IMAGE_FILES.get(dataset, "")
+    if dataset in IMAGE_FILES and own.is_file():
+        return dataset, own
+    if warn and dataset in _HOW and (dataset, str(base)) not in _WARNED:
+        _WARNED.add((dataset, str(base)))
+        size = "" if _SHAPE[dataset][0] == 32 else f", resized to {_SHAPE[dataset][0]}x{_SHAPE[dataset][0]}"
+        print(f"eznas: warning: no {IMAGE_FILES[dataset]} in {base}, so {dataset} tasks use CIFAR-10 images{size} "
+              f"({_HOW[dataset]})", file=sys.stderr)
+    return "cifar10", base / IMAGE_FILES["cifar10"]
+
+
+def _data_dir_loader(name: str) -> Loader:
+    side, classes = _SHAPE[name]
+
+    def load(root: str | os.PathLike | None) -> ImageDataset:
+        tr_x, tr_y = load_images(root, "train", name)
+        te_x, te_y = load_images(root, "test", name)
+        p = datadir.data_dir(root) / IMAGE_FILES[name]
+        if name != "cifar10" and tr_x.shape[1] != side:
+            raise EznasError(f"data file {p}: {name} images must be {side}x{side}, got {tr_x.shape[1]}x{tr_x.shape[2]}")
+        if max(int(tr_y.max()), int(te_y.max())) >= classes or min(int(tr_y.min()), int(te_y.min())) < 0:
+            raise EznasError(f"data file {p}: {name} labels must be 0..{classes - 1}")
+        mean, std = MEAN_STD[name]
+        return ImageDataset(name, tr_x, tr_y, te_x, te_y, classes, mean, std)  # type: ignore[arg-type]
+
+    return load
+
+
 # ----------------------------------------------------------------------------- built-in loaders
-def _load_cifar10(root: str | os.PathLike | None) -> ImageDataset:
-    from eznas import data
-
-    tr_x, tr_y = data.load_images(root, "train")
-    te_x, te_y = data.load_images(root, "test")
-    mean, std = data.MEAN_STD["cifar10"]
-    return ImageDataset("cifar10", tr_x, tr_y.astype(np.int64), te_x, te_y.astype(np.int64), 10,
-                        mean, std)  # type: ignore[arg-type]
-
-
 def _load_digits(root: str | os.PathLike | None = None) -> ImageDataset:
     try:
         from sklearn.datasets import load_digits
@@ -140,7 +233,8 @@ def _stratified_test_index(labels: np.ndarray, n_test: int, seed: int) -> np.nda
     return np.sort(np.concatenate(picked))
 
 
-register_dataset("cifar10", _load_cifar10)
+for _name in IMAGE_FILES:
+    register_dataset(_name, _data_dir_loader(_name))
 register_dataset("digits", _load_digits)
 
 

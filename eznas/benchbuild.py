@@ -3,8 +3,8 @@
 Samples ``bench.archs`` distinct architectures of ``bench.space`` (uniformly with the space's
 ``random_key``, seeded by the top-level ``seed``; for NB201 that includes cells whose output is
 cut off by ``none`` edges, as in NAS-Bench-201 itself), trains every one once per training seed
-on ``bench.dataset`` (see :mod:`eznas.datasets`) and writes a benchmark file in the record format
-:mod:`eznas.benchmarks` reads::
+on ``bench.dataset`` (see :mod:`eznas.images`) and writes a benchmark file in the record format
+:mod:`eznas.records` reads::
 
     {"<dataset>": {"<arch key>": {"val_accuracy": mean top-1 % over seeds on the test split,
                                   "seed_accuracies": [...], "seeds": [...],
@@ -45,8 +45,8 @@ from tqdm import tqdm
 
 import eznas
 from eznas import config as config_mod
-from eznas import datasets
-from eznas.data import normalise
+from eznas import images
+from eznas.batches import normalise
 from eznas.atomic import atomic_write_text
 from eznas.errors import EznasError
 from eznas.spaces import build as build_net
@@ -98,9 +98,9 @@ def sample_archs(space: str, n: int, seed: int) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- training
-def _tensors(ds: datasets.ImageDataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = ds.split(split)
-    return normalise(images, ds.name, None, (ds.mean, ds.std)), torch.from_numpy(labels).long()
+def _tensors(ds: images.ImageDataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels, labels = ds.split(split)
+    return normalise(pixels, ds.name, None, (ds.mean, ds.std)), torch.from_numpy(labels).long()
 
 
 def _recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
@@ -130,7 +130,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 def train_one(arch: str, seed: int, ts: TrainSettings, data_root: str | None = None) -> Result:
     """Train ``arch`` with ``seed`` under ``ts``; its test accuracy, parameter count, seconds."""
     t0 = time.perf_counter()
-    ds = datasets.load_dataset(ts.dataset, data_root)
+    ds = images.load_dataset(ts.dataset, data_root)
     x, y = _tensors(ds, "train")
     x_test, y_test = _tensors(ds, "test")
     model = build_net(ts.space, arch, ts.dataset, seed=seed, width=ts.width, depth=ts.depth)
@@ -310,7 +310,7 @@ def _build(cfg: config_mod.Config, workers: int | None, progress: bool, max_trai
            command: str | None, log: Callable[[str], None]) -> BuildReport:
     b = cfg.bench
     ts = TrainSettings.from_config(b)
-    ds = datasets.load_dataset(b.dataset, cfg.data_dir)  # fail early on a bad dataset
+    ds = images.load_dataset(b.dataset, cfg.data_dir)  # fail early on a bad dataset
     sp = get_space(b.space)
     archs = sample_archs(b.space, b.archs, cfg.seed)
     out = Path(b.out)
@@ -351,7 +351,7 @@ def _record(arch: str, seeds: list[int], done: dict[JobKey, Result], ts: TrainSe
             "params": {"score": round(done[(arch, seeds[0])]["params"], 6)}, "train": train}
 
 
-def benchmark_doc(cfg: config_mod.Config, ts: TrainSettings, ds: datasets.ImageDataset, input_size: int,
+def benchmark_doc(cfg: config_mod.Config, ts: TrainSettings, ds: images.ImageDataset, input_size: int,
                   archs: list[str], done: dict[JobKey, Result], command: str | None = None) -> dict[str, Any]:
     b = cfg.bench
     secs = [done[(a, s)]["seconds"] for a in archs for s in b.seeds if done[(a, s)]["seconds"] > 0]
