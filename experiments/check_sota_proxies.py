@@ -36,7 +36,7 @@ import torch
 
 from eznas import records
 from eznas.atomic import atomic_write_text, check_output
-from eznas.data import make_batches
+from eznas.batches import make_batches
 from eznas.metrics import kendall, spearman
 from eznas.progress import progress
 from eznas.proxies import get_proxy, score_set

@@ -187,7 +187,7 @@ def test_ensemble_of_two_proxies_with_a_real_forward(tmp_path):
     assert rep["picked"]["score"] == pytest.approx(float(ranks.max()))
     # the nwot score equals eznas score's for that cell (same network seed and batch)
     pick = rep["picked"]["arch"]
-    from eznas.data import make_batches
+    from eznas.batches import make_batches
 
     b = make_batches("cifar10", 8, 0, num_classes=10)
     with torch.random.fork_rng(devices=[]):
