@@ -51,8 +51,8 @@ from eznas.batches import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.evaluate_plots import plot_comparison, plot_scatter  # noqa: F401  (re-exported)
-from eznas.evaluate_tables import (PerTask, TaskScores, delta_table, json_safe, markdown_table,  # noqa: F401
-                                   metrics_table, write_csvs)
+from eznas.evaluate_tables import (PerTask, TaskScores, delta_table, image_note, json_safe,  # noqa: F401
+                                   markdown_table, metrics_table, write_csvs)
 from eznas.images import IMAGE_FILES, images_for
 from eznas.intervals import N_BOOT, Intervals, bootstrap, to_json
 from eznas.losses import space_loss
@@ -387,31 +387,12 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
     return EvaluationResult(out_dir, labels, per_task, summary, timing, counters, table, iv)
 
 
-def image_note(cfg: config_mod.Config, scored: list[TaskScores]) -> str:
-    """Which images each task was measured with (:func:`eznas.images.images_for`)."""
-    parts = []
-    for t, tc in zip(scored, cfg.tasks):
-        if t.images == "cifar10" and tc.dataset != "cifar10":
-            size = get_space(tc.space).input_size(tc.dataset)
-            resized = f", resized to {size}x{size}" if size and size != 32 else ""
-            fallback = (f" (fallback: no {IMAGE_FILES[tc.dataset]} in the data directory)" if tc.dataset in IMAGE_FILES
-                        else "")
-            parts.append(f"{t.name}: CIFAR-10{fallback}{resized}, normalised with {tc.dataset}'s constants")
-        elif t.images == "cifar10":
-            parts.append(f"{t.name}: CIFAR-10")
-        elif t.images in IMAGE_FILES:
-            parts.append(f"{t.name}: its own {t.images} images ({IMAGE_FILES[t.images]})")
-        else:
-            parts.append(f"{t.name}: {t.images}")
-    return "Images: " + "; ".join(parts) + " (head sized for each task's classes)."
-
-
 def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], labels: list[str], per_task: dict,
                    summary: dict, timing: dict, counters: Counters, table: str, iv: Intervals | None,
                    kinds: dict[str, str]) -> None:
     header = (f"# Proxy evaluation: split '{cfg.evaluate.split}', seed {cfg.seed}, batch {cfg.evaluate.batch_size}, "
               f"width {cfg.network.width or 'default'}, depth {cfg.network.depth or 'default'}\n\n"
-              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. {image_note(cfg, scored)} "
+              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. {image_note(scored, cfg.tasks)} "
               f"s/net: mean seconds per net (baselines computed in one shared pass split its time).")
     if iv is not None:
         header += (f" Brackets: 95 % paired bootstrap interval ({iv.n_boot} resamples of the nets, seed {iv.seed}; "

@@ -141,6 +141,29 @@ def write_csvs(out: Path, labels: list[str], per_task: dict, summary: dict, task
                 w.writerow([t.name, arch, t.accuracies[i], *vals])
 
 
+def image_note(scored: Sequence[TaskScores], task_configs: Sequence[Any]) -> str:
+    """Which images each task was measured with (``TaskScores.images``, from
+    :func:`eznas.images.images_for`); ``task_configs`` (``space``, ``dataset``) in the same order."""
+    from eznas.images import IMAGE_FILES
+    from eznas.spaces import get_space
+
+    parts = []
+    for t, tc in zip(scored, task_configs):
+        if t.images == "cifar10" and tc.dataset != "cifar10":
+            size = get_space(tc.space).input_size(tc.dataset)
+            resized = f", resized to {size}x{size}" if size and size != 32 else ""
+            fallback = (f" (fallback: no {IMAGE_FILES[tc.dataset]} in the data directory)" if tc.dataset in IMAGE_FILES
+                        else "")
+            parts.append(f"{t.name}: CIFAR-10{fallback}{resized}, normalised with {tc.dataset}'s constants")
+        elif t.images == "cifar10":
+            parts.append(f"{t.name}: CIFAR-10")
+        elif t.images in IMAGE_FILES:
+            parts.append(f"{t.name}: its own {t.images} images ({IMAGE_FILES[t.images]})")
+        else:
+            parts.append(f"{t.name}: {t.images}")
+    return "Images: " + "; ".join(parts) + " (head sized for each task's classes)."
+
+
 def json_safe(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -152,4 +175,4 @@ def json_safe(obj: Any) -> Any:
 
 
 __all__ = ["TaskScores", "PerTask", "metrics_table", "markdown_table", "delta_table", "verdict", "write_csvs",
-           "json_safe", "fmt"]
+           "json_safe", "fmt", "image_note"]
