@@ -68,8 +68,8 @@ def main() -> None:
             after[n].append(res[True][n].seconds)
             if not _same(res[False][n].score, res[True][n].score):
                 mismatches.append(f"{arch} {n}: {res[False][n].score!r} vs {res[True][n].score!r}")
-        print(f"net {i + 1}/{len(archs)} {arch}: one by one {wall['before'][-1]:.2f} s, shared {wall['after'][-1]:.2f} s",
-              flush=True)
+        print(f"net {i + 1}/{len(archs)} {arch}: one by one {wall['before'][-1]:.2f} s, "
+              f"shared {wall['after'][-1]:.2f} s", flush=True)
     per_pass = {}
     for sp, members in groups:
         key = sp.kind if sp is not None else members[0]
@@ -92,7 +92,8 @@ def main() -> None:
           f"speed-up x{doc['speedup']:.2f}; identical scores: {doc['identical_scores']}")
     for key, v in per_pass.items():
         if len(v["members"]) > 1:
-            print(f"  pass {key:9s} {', '.join(v['members'])}: {v['before_s_per_net']:.3f} -> {v['after_s_per_net']:.3f} s/net")
+            print(f"  pass {key:9s} {', '.join(v['members'])}: "
+                  f"{v['before_s_per_net']:.3f} -> {v['after_s_per_net']:.3f} s/net")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))

@@ -150,7 +150,8 @@ def scoring_specs(specs: list[ProxySpec]) -> list[ProxySpec]:
             for name in component_proxies(s.baseline or s.label).values():
                 if name not in have:
                     have.add(name)
-                    out.append(ProxySpec(name, name, lambda name=name: _export_module().load_proxy(name), baseline=name))
+                    out.append(ProxySpec(name, name, lambda name=name: _export_module().load_proxy(name),
+                                         baseline=name))
     return out
 
 
@@ -392,7 +393,8 @@ def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], 
                    kinds: dict[str, str]) -> None:
     header = (f"# Proxy evaluation: split '{cfg.evaluate.split}', seed {cfg.seed}, batch {cfg.evaluate.batch_size}, "
               f"width {cfg.network.width or 'default'}, depth {cfg.network.depth or 'default'}\n\n"
-              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. {image_note(scored, cfg.tasks)} "
+              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. "
+              f"{image_note(scored, cfg.tasks)} "
               f"s/net: mean seconds per net (baselines computed in one shared pass split its time).")
     if iv is not None:
         header += (f" Brackets: 95 % paired bootstrap interval ({iv.n_boot} resamples of the nets, seed {iv.seed}; "

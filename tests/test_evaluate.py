@@ -223,5 +223,6 @@ def test_images_key_only_for_own_benchmark_images():
     assert ev.images_key("cifar100", "cifar100") == "cifar100"
     assert ev.images_key("ImageNet16-120", "ImageNet16-120") == "ImageNet16-120"
     assert ev.images_key("digits", "digits") is None
-    k = ev.ScoreCache.key("nb201", "cifar100", "(0, 1)", "snip", 0, 32, None, None, ev.images_key("cifar100", "cifar100"))
+    own = ev.images_key("cifar100", "cifar100")
+    k = ev.ScoreCache.key("nb201", "cifar100", "(0, 1)", "snip", 0, 32, None, None, own)
     assert k == "nb201|cifar100|(0, 1)|snip|0|32|None|None|images=cifar100"

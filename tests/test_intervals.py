@@ -89,3 +89,17 @@ def test_two_tasks_mean_worst_and_degenerate():
         iv.resample_indices(1, 10, 0)
     with pytest.raises(EznasError, match="scores for"):
         iv.replicate_correlations({"p": np.ones(3)}, np.arange(4.0), iv.resample_indices(4, 5, 0))
+
+
+def test_replicates_equal_scipy_on_each_resample():
+    rng = np.random.default_rng(11)
+    acc = np.round(rng.normal(size=60), 1)  # ties in the accuracies
+    s = np.where(rng.random(60) < 0.1, np.nan, np.round(acc + rng.normal(size=60), 1))  # ties and failures
+    idx = iv.resample_indices(60, 40, 3)
+    reps = iv.replicate_correlations({"p": s}, acc, idx)["p"]
+    from eznas.metrics import clean_scores
+
+    c = clean_scores(s)
+    for b in range(40):
+        assert reps["spearman"][b] == pytest.approx(stats.spearmanr(c[idx[b]], acc[idx[b]]).statistic, abs=1e-12)
+        assert reps["kendall"][b] == pytest.approx(stats.kendalltau(c[idx[b]], acc[idx[b]]).statistic, abs=1e-12)
