@@ -226,3 +226,31 @@ def test_images_key_only_for_own_benchmark_images():
     own = ev.images_key("cifar100", "cifar100")
     k = ev.ScoreCache.key("nb201", "cifar100", "(0, 1)", "snip", 0, 32, None, None, own)
     assert k == "nb201|cifar100|(0, 1)|snip|0|32|None|None|images=cifar100"
+
+
+def test_own_cifar100_images_keyed_and_noted(data_dir, tmp_path):
+    """A data directory with cifar100.npz: the cifar100 task is measured with those images, its
+    cache keys carry ``|images=cifar100`` (the cifar10 task's keys do not), and results.md says so."""
+    own = tmp_path / "data"
+    own.mkdir()
+    for entry in data_dir.iterdir():
+        (own / entry.name).symlink_to(entry)
+    rng = np.random.default_rng(0)
+    sizes = (("train", 64), ("test", 16))
+    arrays = {f"{s}_images": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for s, n in sizes}
+    arrays |= {f"{s}_labels": rng.integers(0, 100, n) for s, n in sizes}
+    np.savez(own / "cifar100.npz", **arrays)
+    cfg = config.from_dict({
+        "seed": 0, "data_dir": str(own), "run_dir": str(tmp_path / "run"),
+        "tasks": [{"space": "nb201", "dataset": "cifar10"}, {"space": "nb201", "dataset": "cifar100"}],
+        "split": {"evolve": 4, "validate": 2, "test": 3}, "network": {"width": 4, "depth": 1},
+        "evaluate": {"batch_size": 8, "proxies": ["nwot"]}})
+    ev.evaluate(cfg, progress=False, n_boot=20)
+    out = tmp_path / "run" / "evaluation"
+    keys = json.loads((out / "score_cache.json").read_text())["scores"]
+    assert sum(k.startswith("nb201|cifar100|") and k.endswith("|images=cifar100") for k in keys) == 3
+    assert sum(k.startswith("nb201|cifar10|") and len(k.split("|")) == 8 for k in keys) == 3
+    md = (out / "results.md").read_text()
+    assert "nb201/cifar100: its own cifar100 images (cifar100.npz)" in md and "nb201/cifar10: CIFAR-10;" in md
+    assert json.loads((out / "results.json").read_text())["images"] == {"nb201/cifar10": "cifar10",
+                                                                       "nb201/cifar100": "cifar100"}
