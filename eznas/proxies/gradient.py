@@ -96,6 +96,14 @@ def grasp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
     loss = loss_or_default(loss_fn)
     weights = [m.weight for m in weight_layers(net)]
     g = torch.autograd.grad(loss(net(x), y), weights, allow_unused=True)
+    return grasp_value(net, x, y, loss, weights, list(g))
+
+
+def grasp_value(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn, weights: list[torch.Tensor],
+                g: list[torch.Tensor | None]) -> float:
+    """GraSP's second part, given the first pass's gradients ``g`` of ``weights`` (shared with
+    :mod:`eznas.proxies.passes`): Hg from a create_graph pass, score sum(-w * Hg). Leaves the
+    weights' ``.grad`` holding Hg."""
     gf = torch.autograd.grad(loss(net(x), y), weights, create_graph=True, allow_unused=True)
     z = sum((a.detach() * b).sum() for a, b in zip(g, gf) if a is not None and b is not None)
     if not isinstance(z, torch.Tensor) or not z.requires_grad:

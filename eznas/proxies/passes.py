@@ -5,7 +5,8 @@ Kinds (each a :class:`SharedPass`; its members are registered baseline names):
 
 - ``grad``: one deep copy in training mode, one forward + backward of the loss on the whole
   batch: ``snip``, ``grad_norm``, ``plain`` (weights and their gradients), ``fisher`` (its hooks
-  on the Conv2d / Linear outputs) and ``nwot`` (its hooks on the ReLU inputs of the same forward);
+  on the Conv2d / Linear outputs), ``nwot`` (its hooks on the ReLU inputs of the same forward) and
+  ``grasp`` (that gradient is its first pass; its create_graph Hessian pass follows on the same copy);
 - ``jacobian``: one input Jacobian of the summed output: ``jacov``, ``epe_nas``;
 - ``az``: one AZ-NAS forward on the seeded noise batch and its gradient products:
   ``az_expressivity``, ``az_progressivity``, ``az_trainability``;
@@ -13,8 +14,7 @@ Kinds (each a :class:`SharedPass`; its members are registered baseline names):
 - ``swap``: the seeded N(0, 1) re-initialisations and activation-pattern counts: ``swap``,
   ``reg_swap`` (the count times the size factor).
 
-Every other baseline (``synflow``: no BatchNorm and float64; ``grasp``: a second, create_graph
-pass; ``zico``: its own sub-batch passes; ``zen``, ``meco``, ``params``, ``l2_norm``) runs alone.
+Every other baseline (``synflow``: no BatchNorm and float64; ``zico``: its own sub-batch passes; ``zen``, ``meco``, ``params``, ``l2_norm``) runs alone.
 The shared code paths are the proxies' own (:mod:`eznas.proxies.gradient` etc. expose their
 finishing steps), and none of them draws from the global RNG, so the scores are identical to the
 one-by-one ones (``tests/test_proxies_passes.py`` checks it on real NB201 nets).
@@ -37,7 +37,8 @@ from eznas.proxies import LossFn, get_proxy
 from eznas.proxies.activation import epe_nas_value, input_jacobian, jacov_value, nwot_hooks, nwot_value
 from eznas.proxies.aznas import az_components
 from eznas.proxies.common import backward_loss, loss_or_default, to_device, weight_layers, working_copy
-from eznas.proxies.gradient import fisher_hooks, fisher_value, grad_norm_value, plain_value, snip_value
+from eznas.proxies.gradient import (fisher_hooks, fisher_value, grad_norm_value, grasp_value, plain_value,
+                                    snip_value)
 from eznas.proxies.size import flops
 from eznas.proxies.swap import regular_factor, swap_count
 
@@ -83,8 +84,10 @@ def _grad_pass(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, lo
     finish: dict[str, Callable[[], float]] = {
         "snip": lambda: snip_value(weights, grads), "grad_norm": lambda: grad_norm_value(grads),
         "plain": lambda: plain_value(weights, grads), "fisher": lambda: fisher_value(layers, fisher_vals),
-        "nwot": lambda: nwot_value(kernel)}  # type: ignore[arg-type]
-    return {name: finish[name]() for name in wanted}
+        "nwot": lambda: nwot_value(kernel),  # type: ignore[arg-type]
+        # last: its Hessian pass replaces the weights' .grad (the list ``grads`` keeps the first ones)
+        "grasp": lambda: grasp_value(net, x, y, loss_or_default(loss_fn), [m.weight for m in layers], grads)}
+    return {name: finish[name]() for name in sorted(wanted, key=lambda n: n == "grasp")}
 
 
 def _jacobian_pass(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None,
@@ -113,7 +116,7 @@ def _swap_pass(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, lo
 
 
 PASSES: tuple[SharedPass, ...] = (
-    SharedPass("grad", ("snip", "grad_norm", "plain", "fisher", "nwot"), _grad_pass),
+    SharedPass("grad", ("snip", "grad_norm", "plain", "fisher", "nwot", "grasp"), _grad_pass),
     SharedPass("jacobian", ("jacov", "epe_nas"), _jacobian_pass),
     SharedPass("az", ("az_expressivity", "az_progressivity", "az_trainability"), _az_pass),
     SharedPass("flops", ("flops", "az_complexity"), _flops_pass),
