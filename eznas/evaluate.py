@@ -200,6 +200,7 @@ def images_key(dataset: str, source: str) -> str | None:
     before per-dataset images existed (all measured with CIFAR-10 images) stay valid."""
     return source if dataset in IMAGE_FILES and source != "cifar10" else None
 
+
 @dataclass
 class Counters:
     computed: int = 0
