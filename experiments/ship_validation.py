@@ -67,18 +67,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", default=["nb201", "all-spaces"])
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(1)
     main_results = json.loads(MAIN.read_text())["settings"]
-    doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for setting in args.settings:
-        doc[setting] = measure(setting, main_results[setting], args.workers)
+        result = measure(setting, main_results[setting], args.workers)
+        doc = json.loads(args.out.read_text()) if args.out.is_file() else {}  # another run may have written
+        doc[setting] = result
         for r in doc[setting]["runs"]:
             check = r["recorded_by_search_study"]
             extra = "" if check is None else f" (search_study recorded {check:.4f})"
             print(f"{setting} seed {r['seed']}: validate {r['validate']:.4f}{extra}  {r['program']}")
-        OUT.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
