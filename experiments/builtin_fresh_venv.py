@@ -105,7 +105,8 @@ def main() -> None:
         t0 = time.perf_counter()
         if py.is_file():  # --workdir of an earlier run: keep its torch, reinstall eznas from this tree
             run([str(py), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(src)])
-            say(f"reused the venv of --workdir; reinstalled eznas (built, non-editable): {time.perf_counter() - t0:.0f} s")
+            say(f"reused the venv of --workdir; reinstalled eznas (built, non-editable): "
+                f"{time.perf_counter() - t0:.0f} s")
         else:
             run([sys.executable, "-m", "venv", str(venv)])
             run([str(py), "-m", "pip", "install", "--quiet", "torch==2.13.0"])
@@ -130,14 +131,16 @@ def main() -> None:
             ok &= same and r["doc_lines"] > 20
             say(f"{name}: {r['expression']}")
             say(f"  docstring: {r['doc_first_line']!r} ({r['doc_lines']} lines)")
-            say(f"  plain CNN, fixed batch: installed copy {r['score']!r}, repository {mine.get(name)!r}, equal: {same}")
+            say(f"  plain CNN, fixed batch: installed copy {r['score']!r}, repository {mine.get(name)!r}, "
+                f"equal: {same}")
         listing = run([str(venv / "bin" / "eznas"), "proxies", "list"], cwd=cwd, env=env).stdout
         show = run([str(venv / "bin" / "eznas"), "proxies", "show", "eznas-nb201"], cwd=cwd, env=env).stdout
         ok &= "eznas-nb201" in listing and "Provenance" in show and "Test figures" in show
         say("`eznas proxies list` in the venv:")
         lines.extend("    " + ln for ln in listing.rstrip().splitlines())
         print(listing.rstrip())
-        say(f"`eznas proxies show eznas-nb201` in the venv: {len(show.splitlines())} lines, provenance and test figures present")
+        say(f"`eznas proxies show eznas-nb201` in the venv: {len(show.splitlines())} lines, "
+            "provenance and test figures present")
         say("PASS" if ok else "FAIL")
     finally:
         if not args.keep and not args.workdir:

@@ -112,7 +112,8 @@ def main() -> None:
         p = doc["provenance"]
         print(f"{name}: GP seed {p['gp_seed']} of {p['config']}  {doc['expression']}")
         for c in p["candidates"]:
-            print(f"    GP seed {c['gp_seed']}: validation {c['validate']:.4f}{'  <- shipped' if c['gp_seed'] == p['gp_seed'] else ''}")
+            mark = "  <- shipped" if c["gp_seed"] == p["gp_seed"] else ""
+            print(f"    GP seed {c['gp_seed']}: validation {c['validate']:.4f}{mark}")
         for task, r in doc["test"].items():
             b = r["best_baseline"]
             print(f"    test {task:26s} Spearman {r['spearman']:.3f}  Kendall {r['kendall']:.3f}  ({r['nets']} nets)"

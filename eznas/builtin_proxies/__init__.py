@@ -112,14 +112,16 @@ def describe(name: str) -> str:
         lines += ["Simplified (provably equivalent; what is computed):", f"    {simp.to_infix(simple)}"]
     lines += ["LaTeX:", f"    {simp.to_latex(simple)}", "",
               "Provenance",
-              f"    config            {prov.get('config')} (config seed {st.get('seed')}: splits, networks, statistics)",
+              f"    config            {prov.get('config')} "
+              f"(config seed {st.get('seed')}: splits, networks, statistics)",
               f"    tasks             {', '.join(prov.get('tasks', []))}",
               f"    GP seed           {prov.get('gp_seed')} (run {prov.get('run_dir')})",
               f"    primitive set     {b.primitive_set}",
               f"    chosen by         {prov.get('chosen_by')}"]
     for cand in prov.get("candidates", []):
         mark = "  <- shipped" if cand.get("gp_seed") == prov.get("gp_seed") else ""
-        lines.append(f"                      GP seed {cand.get('gp_seed')}: validation {_fmt(cand.get('validate'))}{mark}")
+        lines.append(f"                      GP seed {cand.get('gp_seed')}: "
+                     f"validation {_fmt(cand.get('validate'))}{mark}")
     lines.append(f"    validation        {prov.get('fitness')}: {_fmt(prov.get('validate'))} "
                  f"({prov.get('validate_nets_per_task')} nets per task)")
     for task, v in (prov.get("validate_per_task") or {}).items():
@@ -133,7 +135,8 @@ def describe(name: str) -> str:
     if prov.get("test_source"):
         lines.append(f"    source: {prov['test_source']}")
     lines += ["", "Settings (the search's statistics)",
-              f"    batch size {st.get('batch_size')}, R = {st.get('R')} blocks of s x s = {st.get('s')} x {st.get('s')}, "
+              f"    batch size {st.get('batch_size')}, R = {st.get('R')} blocks of "
+              f"s x s = {st.get('s')} x {st.get('s')}, "
               f"noise scale {st.get('noise_scale')}, seed {st.get('seed')}",
               f"    unit aggregation {st.get('unit_aggregate')}; statistics stored as {st.get('cache_dtype')}",
               "", f"Regenerate: {prov.get('regenerate', 'python experiments/ship_proxies.py')}"]
