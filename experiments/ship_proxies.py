@@ -37,6 +37,8 @@ MAIN = RESULTS / "main_results.json"
 VALIDATION = RESULTS / "builtin_validation.json"
 PACKAGE = ROOT / "eznas/builtin_proxies"
 SUMMARY = RESULTS / "builtin_proxies.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- builtin-proxies:begin -->", "<!-- builtin-proxies:end -->"
 
 #: built-in name -> (main_results setting, summary line)
 SETTINGS = {
@@ -96,6 +98,35 @@ def choose(name: str, setting: str, entry: dict, validation: dict, summary: str)
             "settings": asdict(config_settings(cfg)), "provenance": provenance, "test": test}
 
 
+def markdown(shipped: dict[str, dict]) -> str:
+    """The README table of the shipped proxies (validation figures, test figures, best baselines)."""
+    lines = ["| built-in | program (config, GP seed) | validation fitness of each seed's best program | "
+             "test Spearman rho (nets per task) | best baseline on the same nets |", "|---|---|---|---|---|"]
+    for name, doc in shipped.items():
+        p = doc["provenance"]
+        cands = " / ".join(f"{'**' if c['gp_seed'] == p['gp_seed'] else ''}s{c['gp_seed']} {c['validate']:.3f}"
+                           f"{'**' if c['gp_seed'] == p['gp_seed'] else ''}" for c in p["candidates"])
+        tests = ", ".join(f"{t.split('/')[-1] if t.startswith('nb201') else t.split('/')[0]}"
+                          f"{'' if not t.startswith('tnb') else '/' + t.split('/')[1]} {r['spearman']:.3f}"
+                          for t, r in doc["test"].items())
+        nets = sorted({r["nets"] for r in doc["test"].values()})
+        bases = ", ".join(f"{r['best_baseline'][0]} {r['best_baseline'][1]:.3f}" for r in doc["test"].values()
+                          if r.get("best_baseline"))
+        lines.append(f"| `{name}` | `{doc['expression']}` ({p['config']}, GP seed {p['gp_seed']}) | {cands} | "
+                     f"{tests} ({'/'.join(map(str, nets))}) | {bases} |")
+    return "\n".join(lines)
+
+
+def update_readme(table: str) -> None:
+    text = README.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        print(f"README has no {BEGIN} ... {END} block; table not written")
+        return
+    README.write_text(text[:start + len(BEGIN)] + "\n" + table + "\n" + text[end:])
+    print("updated the built-in proxies table of README.md")
+
+
 def main() -> None:
     main_results = json.loads(MAIN.read_text())["settings"]
     validation = json.loads(VALIDATION.read_text()) if VALIDATION.is_file() else {}
@@ -128,7 +159,10 @@ def main() -> None:
         if stale.stem not in shipped:
             stale.unlink()
             print(f"removed {stale.relative_to(ROOT)} (no committed run backs it)")
-    SUMMARY.write_text(json.dumps({"shipped": report, "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed"
+    table = markdown(shipped)
+    print(table)
+    update_readme(table)
+    SUMMARY.write_text(json.dumps({"markdown": table, "shipped": report, "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed"
                                                                       for n in missing}}, indent=1) + "\n")
     print(f"wrote {', '.join(str((PACKAGE / f'{n}.json').relative_to(ROOT)) for n in shipped)} and "
           f"{SUMMARY.relative_to(ROOT)}")
