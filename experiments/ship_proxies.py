@@ -114,6 +114,12 @@ def markdown(shipped: dict[str, dict]) -> str:
                           if r.get("best_baseline"))
         lines.append(f"| `{name}` | `{doc['expression']}` ({p['config']}, GP seed {p['gp_seed']}) | {cands} | "
                      f"{tests} ({'/'.join(map(str, nets))}) | {bases} |")
+    lines.append("")
+    for name, doc in shipped.items():
+        p, rows = doc["provenance"], doc["test"].values()
+        above = sum(r["spearman"] > r["best_baseline"][1] for r in rows if r.get("best_baseline"))
+        lines.append(f"- `{name}`: validation on {p['validate_nets_per_task']} nets per task ({p['fitness']}); "
+                     f"test rho above the best baseline of the same run on {above} of {len(doc['test'])} tasks.")
     return "\n".join(lines)
 
 
