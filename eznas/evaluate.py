@@ -121,6 +121,12 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
         path = Path(spec).expanduser()
         if kind == "run":
             out.extend(_run_proxies(path))
+        elif kind == "builtin":
+            from eznas import builtin_proxies
+
+            ident = hashlib.sha256(repr(builtin_proxies.read(spec)).encode()).hexdigest()[:16]
+            out.append(ProxySpec(spec, f"builtin:{ident}",
+                                 lambda spec=spec: _export_module().load_proxy(spec)))
         elif kind == "file":
             out.append(ProxySpec(path.stem, f"file:{_file_hash(path)}",
                                  lambda path=path: _export_module().load_proxy(str(path))))
