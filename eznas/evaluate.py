@@ -41,13 +41,11 @@ from tqdm import tqdm
 from eznas import records
 from eznas import config as config_mod
 from eznas.atomic import atomic_write_text
-from eznas.batches import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
-from eznas.losses import space_loss
 from eznas.proxies import LossFn
-from eznas.spaces import build, get_space
+from eznas.spaces import get_space
 
 CACHE_FILE = "score_cache.json"
 CACHE_VERSION = 1
@@ -64,6 +62,7 @@ class ProxySpec:
     cache_id: str
     loader: Callable[[], Callable[..., float]]
     baseline: str | None = None  # the registry name, for baselines
+    source: str = ""  # what the user gave (name, .py file, run directory): workers resolve it again
     _fn: Callable[..., float] | None = field(default=None, repr=False)
 
     def score(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -102,6 +101,7 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
     for spec in dict.fromkeys(specs):
         kind = export.proxy_kind(spec)
         path = Path(spec).expanduser()
+        first = len(out)
         if kind == "run":
             out.extend(_run_proxies(path))
         elif kind == "file":
@@ -109,6 +109,8 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
                                  lambda path=path: _export_module().load_proxy(str(path))))
         else:
             out.append(ProxySpec(spec, spec, lambda spec=spec: _export_module().load_proxy(spec), baseline=spec))
+        for new in out[first:]:
+            new.source = spec
     labels = [s.label for s in out]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup is not None:
@@ -169,48 +171,52 @@ class Counters:
     first_error: str = ""
 
 
-def _score_missing(specs: list[ProxySpec], keys: list[str], cache: ScoreCache,
-                   make_model: Callable[[], torch.nn.Module],
-                   batch: tuple[torch.Tensor, torch.Tensor, LossFn | None], counters: Counters) -> None:
-    model = make_model()
-    x, y, loss = batch
-    for spec, key in zip(specs, keys):
-        t0 = time.perf_counter()
-        try:
-            s = spec.score(model, x, y, loss)
-        except EznasError:
-            raise
-        except Exception as e:  # a proxy failing on one net scores NaN (ranked last), reported once
-            s = math.nan
-            counters.failed += 1
-            counters.first_error = counters.first_error or f"{spec.label}: {type(e).__name__}: {e}"
-        cache.put(key, s, time.perf_counter() - t0)
-        counters.computed += 1
-
-
 def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec], cache: ScoreCache,
                counters: Counters, progress: bool = True) -> TaskScores:
-    """Scores of every spec on every net of ``task`` (from the cache where present)."""
+    """Scores of every spec on every net of ``task``: from the cache where present, else computed
+    one net per job on ``evaluate.backend`` / ``.workers`` and ``device`` (:mod:`eznas.score_fanout`)."""
+    from eznas import score_fanout
+    from eznas.devices import resolved_name
+    from eznas.fanout import Fanout
+
     sp = get_space(task.space)
     ev, net = cfg.evaluate, cfg.network
-    batches = make_batches(task.dataset, ev.batch_size, cfg.seed, num_classes=sp.num_classes(task.dataset),
-                           root=cfg.data_dir, size=sp.input_size(task.dataset))
-    batch = (batches.D, batches.targets, space_loss(sp, task.dataset, batches.D, batches.targets, default_none=True))
-    scores = {s.label: np.full(len(task), np.nan) for s in specs}
-    seconds: dict[str, list[float]] = {s.label: [] for s in specs}
-    for i, arch in enumerate(tqdm(task.archs, desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)):
-        keys = [ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size, net.width, net.depth)
-                for s in specs]
-        todo = [(s, k) for s, k in zip(specs, keys) if cache.get(k) is None]
+    fan = Fanout(ev.backend, ev.workers, cfg.ray_address, threads=1 if ev.workers > 1 else 0, what="scoring")
+    device = cfg.device if ev.backend == "ray" else resolved_name(cfg.device, "config key 'device':")
+    sources = tuple(dict.fromkeys(s.source for s in specs))
+    score_fanout.remember_specs(sources, specs)
+    by_label = {s.label: s for s in specs}
+    keys = {(arch, s.label): ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size,
+                                            net.width, net.depth) for arch in task.archs for s in specs}
+    jobs = []
+    for arch in dict.fromkeys(task.archs):
+        todo = tuple(s.label for s in specs if cache.get(keys[arch, s.label]) is None)
         counters.cached += len(specs) - len(todo)
         if todo:
-            _score_missing([s for s, _ in todo], [k for _, k in todo], cache,
-                           lambda: build(sp.name, arch, task.dataset, seed=cfg.seed, width=net.width, depth=net.depth),
-                           batch, counters)
-            cache.save()
-        for s, k in zip(specs, keys):
-            scores[s.label][i], secs = cache.get(k)  # type: ignore[misc]
-            seconds[s.label].append(secs)
+            jobs.append(score_fanout.ScoreJob(sp.name, task.dataset, arch, cfg.seed, ev.batch_size, net.width,
+                                              net.depth, cfg.data_dir, device, sources, todo))
+    bar = tqdm(total=len(jobs), desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)
+
+    def put(i: int, outcomes: list[score_fanout.Outcome]) -> None:
+        for label, score, secs, err in outcomes:
+            cache.put(keys[jobs[i].arch, label], score, secs)
+            counters.computed += 1
+            if err is not None:
+                counters.failed += 1
+                counters.first_error = counters.first_error or err
+        cache.save()
+        bar.update()
+
+    try:
+        score_fanout.score_jobs(jobs, fan, put)
+    finally:
+        bar.close()
+    scores = {s.label: np.full(len(task), np.nan) for s in specs}
+    seconds: dict[str, list[float]] = {s.label: [] for s in specs}
+    for i, arch in enumerate(task.archs):
+        for lab in by_label:
+            scores[lab][i], secs = cache.get(keys[arch, lab])  # type: ignore[misc]
+            seconds[lab].append(secs)
     return TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds)
 
 
@@ -427,6 +433,14 @@ def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
+    if getattr(args, "device", None) is not None:
+        from eznas.devices import check_name
+
+        cfg.device = check_name(args.device, "--device")
+    if getattr(args, "workers", None) is not None:
+        if args.workers < 1:
+            raise EznasError(f"--workers must be >= 1, got {args.workers}")
+        cfg.evaluate.workers = args.workers
     res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=sys.stderr.isatty(),
                    ensemble=True if args.ensemble else None)
     print(res.table, end="")

@@ -12,6 +12,7 @@ import yaml
 
 from eznas import cli, config
 from eznas import evaluate as ev
+from eznas import spaces
 from eznas.errors import EznasError
 
 PROXIES = ["params", "synflow", "nwot"]
@@ -49,7 +50,7 @@ def test_end_to_end_outputs_and_cache_reuse(data_dir, tmp_path, monkeypatch):
     assert rows[0] == "task,proxy,n,spearman,kendall,top10" and any(r.startswith("worst,nwot") for r in rows)
 
     # second run: everything from the cache, no net is even built
-    monkeypatch.setattr(ev, "build", _no_build)
+    monkeypatch.setattr(spaces, "build", _no_build)
     again = ev.evaluate(cfg, progress=False)
     assert again.counters.computed == 0 and again.counters.cached == 2 * 3 * len(PROXIES)
     assert json.dumps(again.per_task) == json.dumps(res.per_task)  # NaN-safe equality
@@ -63,7 +64,7 @@ def test_end_to_end_outputs_and_cache_reuse(data_dir, tmp_path, monkeypatch):
 def test_interrupt_keeps_finished_nets(data_dir, tmp_path, monkeypatch):
     cfg = tiny_config(data_dir, tmp_path / "run")
     calls = {"n": 0}
-    real = ev.build
+    real = spaces.build
 
     def build_then_interrupt(*args, **kwargs):
         calls["n"] += 1
@@ -71,7 +72,7 @@ def test_interrupt_keeps_finished_nets(data_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "build", build_then_interrupt)
+    monkeypatch.setattr(spaces, "build", build_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(cfg, proxies=["params"], progress=False)
     saved = json.loads((tmp_path / "run" / "evaluation" / "score_cache.json").read_text())["scores"]
@@ -138,7 +139,7 @@ def test_out_must_be_a_directory(data_dir, tmp_path, capsys, monkeypatch):
     cfg_path.write_text(yaml.safe_dump(raw))
     readme = tmp_path / "README.md"
     readme.write_text("keep me\n")
-    monkeypatch.setattr(ev, "build", _no_build)  # refused before any work
+    monkeypatch.setattr(spaces, "build", _no_build)  # refused before any work
     assert cli.main(["evaluate", str(cfg_path), "--proxies", "params", "--out", str(readme)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a directory" in err[0] and readme.read_text() == "keep me\n"

@@ -53,6 +53,16 @@ def scorer(proxy: Callable[..., float], space: Any, dataset: str, batches: Any) 
                                     perturbed=batches.P)
 
 
+def batches_on(batches: Any, device: Any) -> Any:
+    """``batches`` (:class:`eznas.batches.Batches`) with D, N, P and the targets on ``device``."""
+    import dataclasses
+
+    if str(device) == "cpu":
+        return batches
+    return dataclasses.replace(batches, D=batches.D.to(device), N=batches.N.to(device), P=batches.P.to(device),
+                               targets=batches.targets.to(device))
+
+
 def _csv_text(header: list[str], rows: list[tuple[str, list[float]]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -82,6 +92,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise EznasError("give exactly one of --arch KEY or --archs FILE")
     if args.batch_size < 1:
         raise EznasError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from eznas.devices import resolve
+
+    device = resolve(getattr(args, "device", None) or "auto", "--device")
     protect = [Path(args.archs).expanduser()] if args.archs else []
     out = None if args.out is None else check_output(Path(args.out).expanduser(), "--out", protect=protect)
     sp = get_space(args.space)
@@ -101,13 +114,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             batches_by_scale[scale] = make_batches(args.dataset, args.batch_size, args.seed,
                                                    num_classes=sp.num_classes(args.dataset), noise_scale=scale,
                                                    root=args.data_dir, size=sp.input_size(args.dataset))
-        runs.append(scorer(proxy, sp, args.dataset, batches_by_scale[scale]))
+        runs.append(scorer(proxy, sp, args.dataset, batches_on(batches_by_scale[scale], device)))
     header = ["score"] if len(names) == 1 else list(names)
     rows: list[tuple[str, list[float]]] = []
     saved = time.monotonic()
     try:
         for arch in progress(archs, desc="scoring", unit="net", disable=args.archs is None):
-            model = build(args.space, arch, args.dataset, seed=args.seed)
+            model = build(args.space, arch, args.dataset, seed=args.seed).to(device)
             rows.append((arch, [run(model) for run in runs]))
             if out is not None and time.monotonic() - saved > SAVE_EVERY_S:
                 _save(out, header, rows)  # partial results: nothing scored is lost if we stop
