@@ -387,6 +387,10 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
              ensemble: bool | None = None) -> EvaluationResult:
     """Score, tabulate, plot and write everything; see the module docstring."""
     out_dir = Path(out).expanduser() if out else Path(cfg.run_dir) / "evaluation"
+    if cfg.evaluate.backend != "ray":  # a Ray worker resolves the device on its own node
+        from eznas.devices import resolve
+
+        resolve(cfg.device, "config key 'device':")  # CUDA asked for but absent: one line, before any work
     if os.path.lexists(out_dir) and not out_dir.is_dir():
         raise EznasError(f"output directory {out_dir} exists and is not a directory")
     specs = resolve_proxies(list(proxies) if proxies else cfg.evaluate.proxies)

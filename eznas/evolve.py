@@ -442,6 +442,10 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         from eznas.devices import check_name
 
         cfg.device = check_name(args.device, "--device")
+    if cfg.stats.backend != "ray":
+        from eznas.devices import resolve
+
+        resolve(cfg.device, "--device" if getattr(args, "device", None) else "config key 'device':")
     run(cfg, run_dir, resume=bool(args.resume), progress=sys.stderr.isatty())
     return 0
 

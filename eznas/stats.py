@@ -93,7 +93,7 @@ def compute_net(arch: str, st: StatsSettings, batches: Batches,
     network and the batches on ``device`` (None: the CPU)."""
     model = build_net(st.space, arch, st.dataset, seed=st.seed, width=st.width, depth=st.depth)
     D, targets, N, P = batches.D, batches.targets, batches.N, batches.P
-    if device is not None and torch.device(device).type != "cpu":
+    if device is not None:  # also for the CPU: the same path as on a GPU (tested on CPU)
         model = model.to(device)
         D, targets, N, P = to_device(device, D, targets, N, P)
     loss = space_loss(get_space(st.space), st.dataset, D, targets)

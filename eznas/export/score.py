@@ -57,8 +57,6 @@ def batches_on(batches: Any, device: Any) -> Any:
     """``batches`` (:class:`eznas.batches.Batches`) with D, N, P and the targets on ``device``."""
     import dataclasses
 
-    if str(device) == "cpu":
-        return batches
     return dataclasses.replace(batches, D=batches.D.to(device), N=batches.N.to(device), P=batches.P.to(device),
                                targets=batches.targets.to(device))
 
