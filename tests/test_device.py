@@ -128,3 +128,22 @@ def test_cli_device_cpu_runs_stats_evaluate_score(tmp_path, data_dir, capsys):
     assert cli.main(["score", "--proxy", "params", "--space", "nb201", "--arch", ARCHS[0],
                      "--data-dir", str(data_dir)]) == 0
     assert float(capsys.readouterr().out.strip()) == on_cpu > 0
+
+
+def test_gpu_check_code_runs_on_cpu(tmp_path, data_dir, monkeypatch):
+    """experiments/gpu_check.py: without CUDA a clear exit; its comparison and timing code, CPU
+    against CPU on tiny nets, finds exact agreement."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1]
+                                                  / "experiments" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA device here"):
+        gpu_check.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "g.json")])
+    doc = gpu_check.main(["--device", "cpu", "--smoke", "--nets", "3", "--throughput-nets", "2", "--warmup", "1",
+                          "--cpu-nets", "1", "--data-dir", str(data_dir), "--out", str(tmp_path / "g.json")])
+    a = doc["agreement"]
+    assert a["agree"] and a["rel_err_float32_max"] == 0.0 and a["summary_spearman"] == pytest.approx(1.0)
+    assert a["tensors_compared"] > 0 and doc["throughput"]["nets_per_s"] > 0
