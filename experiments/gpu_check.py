@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     cpu = torch.device("cpu")
     compared = archs[: args.nets]
     agree = agreement([compute(a, cpu) for a in compared], [compute(a, device) for a in compared], args.tolerance)
-    agree.update(tf32_conv=bool(torch.backends.cudnn.allow_tf32), tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32))
+    agree.update(tf32_conv=bool(torch.backends.cudnn.allow_tf32),
+                 tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32))
     print(json.dumps(agree, indent=1))
     tp_nets = archs[args.nets: args.nets + args.throughput_nets] or compared
     warm = archs[: args.warmup]

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("config")
     st.add_argument("--workers", type=int, default=None, help="worker processes (default: config stats.workers)")
     st.add_argument("--device", default=None, help=DEVICE_HELP)
+    st.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
+                    help="where the nets are computed (default: config stats.backend); ray joins RAY_ADDRESS")
     st.set_defaults(func=_lazy("eznas.stats", "cmd_stats"))
 
     ev = sub.add_parser("evolve", help="run a search (same as python -m eznas.evolve)")
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resume", default=None, metavar="RUN_DIR")
     ev.add_argument("--run-dir", default=None, help="override the config's run_dir")
     ev.add_argument("--device", default=None, help=DEVICE_HELP + "; statistics and the after-search evaluation")
+    ev.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
+                    help="statistics and search backend (default: config stats.backend, search.backend)")
     ev.set_defaults(func=_lazy("eznas.evolve", "cmd_evolve"))
 
     ea = sub.add_parser("evaluate", help="score proxies on a config's tasks and tabulate correlations")

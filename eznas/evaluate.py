@@ -181,8 +181,9 @@ def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec
 
     sp = get_space(task.space)
     ev, net = cfg.evaluate, cfg.network
-    fan = Fanout(ev.backend, ev.workers, cfg.ray_address, threads=1 if ev.workers > 1 else 0, what="scoring")
     device = cfg.device if ev.backend == "ray" else resolved_name(cfg.device, "config key 'device':")
+    fan = Fanout(ev.backend, ev.workers, cfg.ray_address, threads=1 if ev.workers > 1 else 0, what="scoring",
+                 device=device)
     sources = tuple(dict.fromkeys(s.source for s in specs))
     score_fanout.remember_specs(sources, specs)
     by_label = {s.label: s for s in specs}

@@ -438,6 +438,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     else:
         cfg = config_mod.load(args.config)
         run_dir = Path(args.run_dir or cfg.run_dir)
+    if getattr(args, "backend", None):
+        cfg.stats.backend = cfg.search.backend = args.backend
     if getattr(args, "device", None) is not None:
         from eznas.devices import check_name
 

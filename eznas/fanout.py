@@ -49,6 +49,7 @@ class Fanout:
     ray_address: str | None = None
     threads: int = 1
     what: str = "job"
+    device: str = "cpu"  # what the jobs run on: a Ray task asks the cluster for a GPU share when not cpu
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -270,6 +271,20 @@ def connect_ray(configured: str | None = None, workers: int = 1) -> Any:
     return ray
 
 
+GPU_SHARE = 0.25  # of one GPU per Ray task: one small network does not fill a GPU
+
+
+def ray_resources(device: str, cluster_gpus: float) -> dict[str, float]:
+    """Resources one Ray task asks for: a CPU, plus a share of a GPU when the jobs run on CUDA
+    (``cuda``, ``cuda:N``, or ``auto`` on a cluster that has GPUs; Ray hides GPUs from tasks that
+    ask for none). ``cuda`` on a cluster without GPUs is one error line instead of a hang."""
+    if device == "cpu" or (device == "auto" and cluster_gpus <= 0):
+        return {"num_cpus": 1}
+    if cluster_gpus <= 0:
+        raise EznasError(f"device {device!r}: the Ray cluster has no GPUs; use device cpu or auto")
+    return {"num_cpus": 1, "num_gpus": GPU_SHARE}
+
+
 def _ray_call(fn: Callable[[Any], Any], job: Any, threads: int) -> tuple[bool, Any]:
     if threads:
         import torch
@@ -281,7 +296,8 @@ def _ray_call(fn: Callable[[Any], Any], job: Any, threads: int) -> tuple[bool, A
 def _run_ray(fn: Callable[[J], R], jobs: Sequence[J], fanout: Fanout, on_result: Callable[[int, R], None],
              label: Callable[[J], str]) -> None:
     ray = connect_ray(fanout.ray_address, fanout.workers)
-    remote = ray.remote(num_cpus=1, max_retries=1)(_ray_call)
+    resources = ray_resources(fanout.device, float(ray.cluster_resources().get("GPU", 0)))
+    remote = ray.remote(max_retries=1, **resources)(_ray_call)
     fn_ref = ray.put(fn)
     refs = {remote.remote(fn_ref, job, fanout.threads): i for i, job in enumerate(jobs)}
     try:

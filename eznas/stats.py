@@ -214,7 +214,7 @@ def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise EznasError(f"--workers must be a whole number >= 1, got {workers}")
     log = log or (lambda m: print(m, file=sys.stderr))
-    fan = Fanout(backend, workers, ray_address, threads=1 if workers > 1 else 0, what="statistics of")
+    fan = Fanout(backend, workers, ray_address, threads=1 if workers > 1 else 0, what="statistics of", device=device)
     if backend != "ray":  # a Ray worker resolves `auto` on its own node
         device = str(resolve_device(device))
     rep = BuildReport()
@@ -317,6 +317,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise EznasError(f"--workers must be >= 1, got {args.workers}")
     cfg = config_mod.load(args.config)
+    if getattr(args, "backend", None):
+        cfg.stats.backend = args.backend
     jobs, by_task = config_jobs(cfg)
     cache = default_cache_dir(cfg)
     workers = args.workers or cfg.stats.workers

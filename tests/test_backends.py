@@ -194,3 +194,12 @@ def test_ray_cluster_matches_serial(tmp_path, data_dir, serial_result, ray_head,
         ray.shutdown()
     on_ray = run_all(tiny(tmp_path, data_dir, "r", "ray", 2, ray_address=ray_head))
     assert_same(serial_result, on_ray)
+
+
+def test_ray_task_resources_follow_the_device():
+    assert fanout.ray_resources("cpu", 8) == {"num_cpus": 1}
+    assert fanout.ray_resources("auto", 0) == {"num_cpus": 1}
+    assert fanout.ray_resources("auto", 2) == {"num_cpus": 1, "num_gpus": fanout.GPU_SHARE}
+    assert fanout.ray_resources("cuda:1", 2) == {"num_cpus": 1, "num_gpus": fanout.GPU_SHARE}
+    with pytest.raises(EznasError, match="the Ray cluster has no GPUs"):
+        fanout.ray_resources("cuda", 0)
