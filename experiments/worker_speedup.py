@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,16 +41,19 @@ def write_config(tmp: Path, nets: int, seed: int) -> Path:
     return path
 
 
-def timed(argv: list[str]) -> tuple[float, str, tuple[float, float]]:
+def timed(argv: list[str]) -> tuple[float, str, tuple[float, float], float]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     load_before = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "eznas.cli", *argv], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the command and its workers
     if done.returncode != 0:
         raise SystemExit(f"eznas {' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return wall, done.stdout, (load_before, os.getloadavg()[0])
+    return wall, done.stdout, (load_before, os.getloadavg()[0]), cpu
 
 
 def main() -> None:
@@ -68,17 +72,18 @@ def main() -> None:
                     tmp = Path(d)
                     cfg = write_config(tmp, args.nets, args.seed)
                     if command == "stats":
-                        wall, out, load = timed(["stats", str(cfg), "--workers", str(workers), "--device", "cpu"])
+                        wall, out, load, cpu = timed(["stats", str(cfg), "--workers", str(workers), "--device", "cpu"])
                         m = re.search(r"; ([0-9.]+) s \(", out)
                         work = float(m.group(1)) if m else None
                         nets = args.nets
                     else:
                         # statistics are not needed by evaluate; it builds nets and scores baselines
-                        wall, out, load = timed(["evaluate", str(cfg), "--workers", str(workers), "--device", "cpu",
+                        wall, out, load, cpu = timed(["evaluate", str(cfg), "--workers", str(workers), "--device", "cpu",
                                                  "--out", str(tmp / "ev")])
                         work, nets = None, args.nets - 2
                 row = {"command": command, "workers": workers, "repeat": rep, "nets": nets, "wall_s": round(wall, 2),
-                       "build_s": work, "load_before": load[0], "load_after": load[1]}
+                       "build_s": work, "cpu_s": round(cpu, 2), "cpu_per_wall": round(cpu / wall, 2),
+                       "load_before": load[0], "load_after": load[1]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
 
@@ -94,8 +99,10 @@ def main() -> None:
                 summary[f"{command}_{key}_speedup"] = round(one / two, 3)
     doc = {"cores": os.cpu_count(), "nets": args.nets, "proxies": PROXIES, "batch_size": 64, "space": "nb201/cifar10",
            "target_speedup": 1.7, "runs": rows, "summary": summary,
-           "note": "wall_s includes interpreter start-up and data loading (the same for 1 and 2 workers); "
-                   "load_before/after are 1-minute load averages: above ~1 another job shares the cores"}
+           "load_note": "wall_s includes interpreter start-up and data loading (the same for 1 and 2 workers); "
+                        "load_before/after are 1-minute load averages (2 cores: above ~1 other jobs share them); "
+                        "cpu_per_wall is the CPU seconds of the command and its workers per wall second: the "
+                        "cores it actually got (2 workers cannot be 2x faster when it stays far below 2)"}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=1))
     for k, v in summary.items():

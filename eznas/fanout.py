@@ -167,11 +167,17 @@ def _run_processes(fn: Callable[[J], R], jobs: Sequence[J], fanout: Fanout, on_r
     slots = [start() for _ in range(min(fanout.workers, len(jobs)))]
     try:
         while pending or any(s.job is not None for s in slots):
-            for s in slots:
+            for k, s in enumerate(slots):
                 if s.job is None and pending:
+                    if not s.proc.is_alive():  # died while idle: no job lost, just replace it
+                        s.conn.close()
+                        slots[k] = s = start()
                     s.job = pending.popleft()
                     attempts[s.job] += 1
-                    s.conn.send((s.job, jobs[s.job]))
+                    try:
+                        s.conn.send((s.job, jobs[s.job]))
+                    except (BrokenPipeError, OSError):
+                        pass  # it died just now: the death check below retries the job
             busy = [s for s in slots if s.job is not None]
             wait([s.conn for s in busy] + [s.proc.sentinel for s in busy])
             for k, s in enumerate(slots):

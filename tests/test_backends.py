@@ -193,6 +193,7 @@ def test_ray_cluster_matches_serial(tmp_path, data_dir, serial_result, ray_head,
     if ray.is_initialized():
         ray.shutdown()
     on_ray = run_all(tiny(tmp_path, data_dir, "r", "ray", 2, ray_address=ray_head))
+    ray.shutdown()
     assert_same(serial_result, on_ray)
 
 
@@ -203,3 +204,25 @@ def test_ray_task_resources_follow_the_device():
     assert fanout.ray_resources("cuda:1", 2) == {"num_cpus": 1, "num_gpus": fanout.GPU_SHARE}
     with pytest.raises(EznasError, match="the Ray cluster has no GPUs"):
         fanout.ray_resources("cuda", 0)
+
+
+def test_stats_on_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    if _has_ray():
+        __import__("ray").shutdown()  # connect afresh
+    cfg = tiny(tmp_path, data_dir, "u", "serial", 1)
+    path = tmp_path / "u.yaml"
+    raw = config_mod.to_dict(cfg)
+    raw.pop("source")
+    path.write_text(__import__("yaml").safe_dump(raw))
+    from eznas import cli
+
+    t0 = time.monotonic()
+    assert cli.main(["stats", str(path), "--backend", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and time.monotonic() - t0 < 30
+    want = f"Ray cluster at 127.0.0.1:{port} is unreachable" if _has_ray() else "needs Ray"
+    assert want in err[0] and not list((tmp_path / "u" / "cache").rglob("*.npz"))
