@@ -20,6 +20,9 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int | None]:
     return run
 
 
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: config device)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eznas", description="Discover zero-cost NAS proxies with genetic programming.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -46,12 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="build the statistics cache for a config's tasks")
     st.add_argument("config")
     st.add_argument("--workers", type=int, default=None, help="worker processes (default: config stats.workers)")
+    st.add_argument("--device", default=None, help=DEVICE_HELP)
+    st.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
+                    help="where the nets are computed (default: config stats.backend); ray joins RAY_ADDRESS")
     st.set_defaults(func=_lazy("eznas.stats", "cmd_stats"))
 
     ev = sub.add_parser("evolve", help="run a search (same as python -m eznas.evolve)")
     ev.add_argument("config")
     ev.add_argument("--resume", default=None, metavar="RUN_DIR")
     ev.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    ev.add_argument("--device", default=None, help=DEVICE_HELP + "; statistics and the after-search evaluation")
+    ev.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
+                    help="statistics and search backend (default: config stats.backend, search.backend)")
     ev.set_defaults(func=_lazy("eznas.evolve", "cmd_evolve"))
 
     ea = sub.add_parser("evaluate", help="score proxies on a config's tasks and tabulate correlations")
@@ -61,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--out", default=None, help="output directory (default: <run_dir>/evaluation)")
     ea.add_argument("--ensemble", action="store_true",
                     help="add the rank average of the evolved proxies as a column 'ensemble'")
+    ea.add_argument("--device", default=None, help=DEVICE_HELP)
+    ea.add_argument("--workers", type=int, default=None, help="workers scoring nets (default: config evaluate.workers)")
     ea.set_defaults(func=_lazy("eznas.evaluate", "cmd_evaluate"))
 
     tr = sub.add_parser("transfer", help="score a finished run's hall of fame on another config's tasks")
@@ -99,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=64)
     sc.add_argument("--data-dir", default=None)
     sc.add_argument("--trust", action="store_true", help="run the proxy file as Python (otherwise it is only parsed, never executed)")
+    sc.add_argument("--device", default="auto", help=DEVICE_HELP.replace("config device", "auto"))
     sc.set_defaults(func=_lazy("eznas.export.score", "cmd_score"))
 
     n = sub.add_parser("nas", help="zero-shot architecture search with a proxy (NB201 table of trained accuracies)")
@@ -117,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--data-dir", default=None)
     n.add_argument("--trust", action="store_true", help="run a proxy .py file as Python (otherwise only parsed)")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
+    n.add_argument("--device", default="auto", help=DEVICE_HELP.replace("config device", "auto"))
     n.set_defaults(func=_lazy("eznas.nas", "cmd_nas"))
 
     b = sub.add_parser("bench", help="build a small benchmark of your own")

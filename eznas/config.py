@@ -45,6 +45,7 @@ class StatsConfig:
     dtype: str = "float16"
     noise_scale: float = 0.1  # P = D + noise_scale * N(0, 1)
     workers: int = 1
+    backend: str = "process"  # serial | process | ray (eznas.fanout); process with workers 1 runs serially
     cache_dir: str | None = None  # default: <data_dir>/../eznas-cache or ~/.cache/eznas/stats
 
 
@@ -81,6 +82,8 @@ class EvaluateConfig:
     batch_size: int = 64
     after_search: bool = False  # evolve: export the best program and evaluate it beside the proxies
     ensemble: bool = False  # add a column: rank average of the evolved proxies (.py files / run directories)
+    backend: str = "process"  # serial | process | ray: baseline scoring, one net per job (eznas.score_fanout)
+    workers: int = 1
 
 
 @dataclass
@@ -114,6 +117,8 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (eznas.devices): statistics, baselines, score, nas
+    ray_address: str | None = None  # an existing Ray cluster (else RAY_ADDRESS, else a private local Ray)
     source: str | None = None  # the YAML file this came from
 
 
@@ -123,6 +128,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "search.aggregate": ("min", "mean"),
     "search.selection": ("best", "tournament", "double_tournament"),
     "search.backend": ("serial", "process", "ray"),
+    "stats.backend": ("serial", "process", "ray"),
+    "evaluate.backend": ("serial", "process", "ray"),
     "search.unit_aggregate": ("mean", "sum", "median"),
     "evaluate.split": ("evolve", "validate", "test"),
 }
@@ -133,7 +140,7 @@ POSITIVE: tuple[str, ...] = (
     "search.max_depth", "search.init_min_depth", "search.init_max_depth", "search.hall_of_fame",
     "search.workers", "search.subsample", "search.patience", "network.width", "network.depth",
     "evaluate.batch_size", "bench.archs", "bench.epochs", "bench.batch_size", "bench.width", "bench.depth",
-    "bench.workers",
+    "bench.workers", "evaluate.workers",
 )
 
 
@@ -248,6 +255,11 @@ def validate(cfg: Config) -> Config:
         raise EznasError("config key 'tasks': at least one task is needed")
     _validate_benchmarks(cfg.tasks)
     _validate_bench(cfg.bench)
+    from eznas.devices import check_name  # local: devices imports torch
+
+    check_name(cfg.device, "config key 'device':")
+    if cfg.ray_address is not None and not cfg.ray_address.strip():
+        raise EznasError("config key 'ray_address': give host:port, ray://host:port or auto, or leave it out")
     return cfg
 
 

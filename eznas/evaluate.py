@@ -34,7 +34,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,6 @@ from tqdm import tqdm
 from eznas import records
 from eznas import config as config_mod
 from eznas.atomic import atomic_write_text
-from eznas.batches import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
 from eznas.evaluate_plots import plot_comparison, plot_scatter  # noqa: F401  (re-exported)
@@ -55,12 +53,10 @@ from eznas.evaluate_tables import (PerTask, TaskScores, delta_table, image_note,
                                    markdown_table, metrics_table, write_csvs)
 from eznas.images import IMAGE_FILES, images_for
 from eznas.intervals import N_BOOT, Intervals, bootstrap, to_json
-from eznas.losses import space_loss
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
 from eznas.proxies import LossFn, is_set_level
-from eznas.proxies.passes import score_baselines
 from eznas.proxies.sets import component_proxies, score_set
-from eznas.spaces import build, get_space
+from eznas.spaces import get_space
 
 CACHE_FILE = "score_cache.json"
 CACHE_VERSION = 1
@@ -78,6 +74,7 @@ class ProxySpec:
     loader: Callable[[], Callable[..., float]]
     baseline: str | None = None  # the registry name, for baselines
     set_level: bool = False  # a set-level baseline (az_nas): scored from its components' columns
+    source: str = ""  # what the user gave (name, .py file, run directory): workers resolve it again
     _fn: Callable[..., float] | None = field(default=None, repr=False)
 
     def score(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -115,10 +112,11 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
     out: list[ProxySpec] = []
     for spec in dict.fromkeys(specs):
         if is_set_level(spec) and not Path(spec).expanduser().exists():
-            out.append(ProxySpec(spec, spec, _no_loader(spec), baseline=spec, set_level=True))
+            out.append(ProxySpec(spec, spec, _no_loader(spec), baseline=spec, set_level=True, source=spec))
             continue
         kind = export.proxy_kind(spec)
         path = Path(spec).expanduser()
+        first = len(out)
         if kind == "run":
             out.extend(_run_proxies(path))
         elif kind == "builtin":
@@ -132,6 +130,8 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
                                  lambda path=path: _export_module().load_proxy(str(path))))
         else:
             out.append(ProxySpec(spec, spec, lambda spec=spec: _export_module().load_proxy(spec), baseline=spec))
+        for new in out[first:]:
+            new.source = spec
     labels = [s.label for s in out]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup is not None:
@@ -157,7 +157,7 @@ def scoring_specs(specs: list[ProxySpec]) -> list[ProxySpec]:
                 if name not in have:
                     have.add(name)
                     out.append(ProxySpec(name, name, lambda name=name: _export_module().load_proxy(name),
-                                         baseline=name))
+                                         baseline=name, source=name))
     return out
 
 
@@ -215,41 +215,6 @@ class Counters:
     first_error: str = ""
 
 
-def _fail(counters: Counters, label: str, error: str) -> None:
-    counters.failed += 1
-    counters.first_error = counters.first_error or f"{label}: {error}"
-
-
-def _score_missing(specs: list[ProxySpec], keys: list[str], cache: ScoreCache,
-                   make_model: Callable[[], torch.nn.Module],
-                   batch: tuple[torch.Tensor, torch.Tensor, LossFn | None], counters: Counters) -> None:
-    """Score one net: the baselines together (shared passes), then every other proxy."""
-    model = make_model()
-    x, y, loss = batch
-    base = [(s, k) for s, k in zip(specs, keys) if s.baseline is not None]
-    if base:
-        outcomes = score_baselines([s.baseline for s, _ in base], model, x, y, loss)  # type: ignore[misc]
-        for spec, key in base:
-            o = outcomes[spec.baseline]  # type: ignore[index]
-            if o.error is not None:  # a proxy failing on one net scores NaN (ranked last), reported once
-                _fail(counters, spec.label, o.error)
-            cache.put(key, o.score, o.seconds)
-            counters.computed += 1
-    for spec, key in zip(specs, keys):
-        if spec.baseline is not None:
-            continue
-        t0 = time.perf_counter()
-        try:
-            s = spec.score(model, x, y, loss)
-        except EznasError:
-            raise
-        except Exception as e:  # a proxy failing on one net scores NaN (ranked last), reported once
-            s = math.nan
-            _fail(counters, spec.label, f"{type(e).__name__}: {e}")
-        cache.put(key, s, time.perf_counter() - t0)
-        counters.computed += 1
-
-
 def add_set_level(ts: TaskScores, specs: list[ProxySpec], scored: list[ProxySpec]) -> None:
     """Columns of the set-level specs, combined over the task's nets from their components'
     columns (which are dropped again unless requested); seconds = the components' sum."""
@@ -278,32 +243,56 @@ def add_set_level(ts: TaskScores, specs: list[ProxySpec], scored: list[ProxySpec
 
 def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec], cache: ScoreCache,
                counters: Counters, progress: bool = True) -> TaskScores:
-    """Scores of every spec on every net of ``task`` (from the cache where present); set-level
-    specs are ranked over the task's nets from their components."""
+    """Scores of every spec on every net of ``task``: from the cache where present, else computed
+    one net per job on ``evaluate.backend`` / ``.workers`` and ``device`` (:mod:`eznas.score_fanout`;
+    baselines sharing a forward/backward pass are computed together). Set-level specs are ranked
+    over the task's nets from their components."""
+    from eznas import score_fanout
+    from eznas.devices import resolved_name
+    from eznas.fanout import Fanout
+
     requested, specs = specs, scoring_specs(specs)
     sp = get_space(task.space)
     ev, net = cfg.evaluate, cfg.network
-    batches = make_batches(task.dataset, ev.batch_size, cfg.seed, num_classes=sp.num_classes(task.dataset),
-                           root=cfg.data_dir, size=sp.input_size(task.dataset))
-    batch = (batches.D, batches.targets, space_loss(sp, task.dataset, batches.D, batches.targets, default_none=True))
-    source = images_for(task.dataset, cfg.data_dir, warn=False)[0]
-    suffix = images_key(task.dataset, source)
-    scores = {s.label: np.full(len(task), np.nan) for s in specs}
-    seconds: dict[str, list[float]] = {s.label: [] for s in specs}
-    for i, arch in enumerate(tqdm(task.archs, desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)):
-        keys = [ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size, net.width, net.depth,
-                               suffix) for s in specs]
-        todo = [(s, k) for s, k in zip(specs, keys) if cache.get(k) is None]
+    device = cfg.device if ev.backend == "ray" else resolved_name(cfg.device, "config key 'device':")
+    fan = Fanout(ev.backend, ev.workers, cfg.ray_address, threads=1 if ev.workers > 1 else 0, what="scoring",
+                 device=device)
+    sources = tuple(dict.fromkeys(s.source for s in specs))
+    score_fanout.remember_specs(sources, specs)
+    image_source = images_for(task.dataset, cfg.data_dir, warn=False)[0]
+    suffix = images_key(task.dataset, image_source)
+    keys = {(arch, s.label): ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size,
+                                            net.width, net.depth, suffix) for arch in task.archs for s in specs}
+    jobs = []
+    for arch in dict.fromkeys(task.archs):
+        todo = tuple(s.label for s in specs if cache.get(keys[arch, s.label]) is None)
         counters.cached += len(specs) - len(todo)
         if todo:
-            _score_missing([s for s, _ in todo], [k for _, k in todo], cache,
-                           lambda: build(sp.name, arch, task.dataset, seed=cfg.seed, width=net.width, depth=net.depth),
-                           batch, counters)
-            cache.save()
-        for s, k in zip(specs, keys):
-            scores[s.label][i], secs = cache.get(k)  # type: ignore[misc]
+            jobs.append(score_fanout.ScoreJob(sp.name, task.dataset, arch, cfg.seed, ev.batch_size, net.width,
+                                              net.depth, cfg.data_dir, device, sources, todo))
+    bar = tqdm(total=len(jobs), desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)
+
+    def put(i: int, outcomes: list[score_fanout.Outcome]) -> None:
+        for label, score, secs, err in outcomes:
+            cache.put(keys[jobs[i].arch, label], score, secs)
+            counters.computed += 1
+            if err is not None:
+                counters.failed += 1
+                counters.first_error = counters.first_error or err
+        cache.save()
+        bar.update()
+
+    try:
+        score_fanout.score_jobs(jobs, fan, put)
+    finally:
+        bar.close()
+    scores = {s.label: np.full(len(task), np.nan) for s in specs}
+    seconds: dict[str, list[float]] = {s.label: [] for s in specs}
+    for i, arch in enumerate(task.archs):
+        for s in specs:
+            scores[s.label][i], secs = cache.get(keys[arch, s.label])  # type: ignore[misc]
             seconds[s.label].append(secs)
-    ts = TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds, source)
+    ts = TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds, image_source)
     add_set_level(ts, requested, specs)
     return ts
 
@@ -362,6 +351,10 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
     """Score, tabulate (with ``n_boot`` bootstrap replicates, seeded by the config's seed), plot
     and write everything; see the module docstring."""
     out_dir = Path(out).expanduser() if out else Path(cfg.run_dir) / "evaluation"
+    if cfg.evaluate.backend != "ray":  # a Ray worker resolves the device on its own node
+        from eznas.devices import resolve
+
+        resolve(cfg.device, "config key 'device':")  # CUDA asked for but absent: one line, before any work
     if os.path.lexists(out_dir) and not out_dir.is_dir():
         raise EznasError(f"output directory {out_dir} exists and is not a directory")
     specs = resolve_proxies(list(proxies) if proxies else cfg.evaluate.proxies)
@@ -429,6 +422,14 @@ def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
+    if getattr(args, "device", None) is not None:
+        from eznas.devices import check_name
+
+        cfg.device = check_name(args.device, "--device")
+    if getattr(args, "workers", None) is not None:
+        if args.workers < 1:
+            raise EznasError(f"--workers must be >= 1, got {args.workers}")
+        cfg.evaluate.workers = args.workers
     res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=sys.stderr.isatty(),
                    ensemble=True if args.ensemble else None)
     print(res.table, end="")

@@ -120,7 +120,8 @@ def plot_comparison(out: Path, labels: list[str], per_task: PerTask, summary: di
     handles = [plt.Line2D([], [], color=STYLES[k][0], marker=STYLES[k][1], linestyle="-",
                           markerfacecolor=STYLES[k][0] if STYLES[k][2] else "white", label=STYLES[k][3])
                for k in STYLES if k in drawn]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
+    if handles:  # none when no rho is finite (e.g. a split of one net)
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
     legend_rows = math.ceil(len(handles) / 3) if handles else 0
     fig.tight_layout(rect=(0, (0.35 * legend_rows + 0.1) / (height * rows + 0.8), 1, 1))
     path = out / "comparison.png"

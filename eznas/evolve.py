@@ -145,7 +145,8 @@ class SearchData:
             jobs = [j for j in jobs if f"{j[1].space}/{j[1].dataset}" in by_task]
         if build:
             rep = build_cache(jobs, default_cache_dir(cfg), cfg.data_dir, workers=cfg.stats.workers,
-                              progress=progress)
+                              progress=progress, backend=cfg.stats.backend, device=cfg.device,
+                              ray_address=cfg.ray_address)
             if rep.computed:
                 print(f"statistics: computed {rep.computed} nets in {rep.seconds:.1f} s, reused {rep.reused}")
         return cls({}, {}, by_task, cfg)
@@ -193,7 +194,8 @@ class Search:
         sc = cfg.search
         self.options = ScoringOptions.from_search(sc)
         self.backend = parallel.make_backend(sc.backend, sc.workers, parallel.SearchState(
-            {"evolve": data.splits["evolve"], "validate": data.splits["validate"]}, self.options))
+            {"evolve": data.splits["evolve"], "validate": data.splits["validate"]}, self.options),
+            ray_address=cfg.ray_address)
 
     def close(self) -> None:
         self.backend.close()
@@ -436,6 +438,16 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     else:
         cfg = config_mod.load(args.config)
         run_dir = Path(args.run_dir or cfg.run_dir)
+    if getattr(args, "backend", None):
+        cfg.stats.backend = cfg.search.backend = args.backend
+    if getattr(args, "device", None) is not None:
+        from eznas.devices import check_name
+
+        cfg.device = check_name(args.device, "--device")
+    if cfg.stats.backend != "ray":
+        from eznas.devices import resolve
+
+        resolve(cfg.device, "--device" if getattr(args, "device", None) else "config key 'device':")
     run(cfg, run_dir, resume=bool(args.resume), progress=sys.stderr.isatty())
     return 0
 

@@ -113,16 +113,13 @@ class ProcessBackend:
 
 
 class RayBackend:
-    """Ray actors on a local (or ``RAY_ADDRESS``) cluster; each actor receives the state once."""
+    """Ray actors on an existing cluster (``ray_address`` / ``RAY_ADDRESS``) or a private local Ray;
+    each actor receives the state once."""
 
-    def __init__(self, state: SearchState, workers: int) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise EznasError("search.backend 'ray' needs Ray: pip install 'eznas[ray]'") from None
-        self.ray = ray
-        if not ray.is_initialized():
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    def __init__(self, state: SearchState, workers: int, address: str | None = None) -> None:
+        from eznas.fanout import connect_ray
+
+        self.ray = ray = connect_ray(address, workers)
         ref = ray.put(state)
         actor = ray.remote(num_cpus=1)(_RayWorker)
         self.actors = [actor.remote(ref) for _ in range(workers)]
@@ -144,11 +141,12 @@ class _RayWorker:
         return _worker_eval(job)
 
 
-def make_backend(kind: str, workers: int, state: SearchState) -> SerialBackend | ProcessBackend | RayBackend:
+def make_backend(kind: str, workers: int, state: SearchState,
+                 ray_address: str | None = None) -> SerialBackend | ProcessBackend | RayBackend:
     if kind == "serial" or workers <= 1 and kind == "process":
         return SerialBackend(state)
     if kind == "process":
         return ProcessBackend(state, workers)
     if kind == "ray":
-        return RayBackend(state, workers)
+        return RayBackend(state, workers, ray_address)
     raise EznasError(f"unknown backend '{kind}'; valid: serial, process, ray")

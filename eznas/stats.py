@@ -18,9 +18,7 @@ import argparse
 import hashlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +33,10 @@ from eznas import config as config_mod
 from eznas import runtime
 from eznas.atomic import atomic_write
 from eznas.batches import Batches, make_batches
+from eznas.devices import resolve as resolve_device
+from eznas.devices import to_device
 from eznas.errors import EznasError
+from eznas.fanout import Fanout, run_jobs
 from eznas.images import images_for
 from eznas.losses import space_loss
 from eznas.progress import progress as progress_bar
@@ -85,14 +86,20 @@ def net_batches(st: StatsSettings, data_dir: str | None = None) -> Batches:
 
 
 def compute_net(arch: str, st: StatsSettings, batches: Batches,
-                on_tensor: TensorCallback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sketched statistics of one network (float32, before storage): values (units, 22, R, s, s)
-    and validity masks, recorded by :func:`eznas.runtime.record_statistics`."""
+                on_tensor: TensorCallback | None = None,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sketched statistics of one network (float32, before storage, on the CPU): values (units, 22,
+    R, s, s) and validity masks, recorded by :func:`eznas.runtime.record_statistics` with the
+    network and the batches on ``device`` (None: the CPU)."""
     model = build_net(st.space, arch, st.dataset, seed=st.seed, width=st.width, depth=st.depth)
-    loss = space_loss(get_space(st.space), st.dataset, batches.D, batches.targets)
+    D, targets, N, P = batches.D, batches.targets, batches.N, batches.P
+    if device is not None:  # also for the CPU: the same path as on a GPU (tested on CPU)
+        model = model.to(device)
+        D, targets, N, P = to_device(device, D, targets, N, P)
+    loss = space_loss(get_space(st.space), st.dataset, D, targets)
     try:
-        return runtime.record_statistics(model, batches.D, batches.targets, st.R, st.s, st.seed, st.noise_scale,
-                                         loss, batches.N, batches.P, on_tensor)
+        return runtime.record_statistics(model, D, targets, st.R, st.s, st.seed, st.noise_scale,
+                                         loss, N, P, on_tensor)
     except ValueError as e:
         raise EznasError(f"{st.space} arch {arch}: {e}") from None
 
@@ -179,47 +186,40 @@ def _entry_problem(path: Path, arch: str, st: StatsSettings) -> str | None:
         return str(e)
 
 
-_PARENT: int | None = None  # a pool worker: the pid of the process that started it
+_BATCHES: dict[tuple[StatsSettings, str | None], Batches] = {}  # per process: a worker's last batches
 
 
-def _compute_and_write(job: tuple[str, StatsSettings, str, str | None, int]) -> int:
-    arch, st, path, data_dir, threads = job
-    if threads:
-        torch.set_num_threads(threads)
-    values, valid = compute_net(arch, st, net_batches(st, data_dir))
-    nbytes = write_entry(Path(path), arch, st, values, valid)
-    _exit_if_orphaned()  # the entry is kept; nobody is left to take the result
-    return nbytes
+def _batches_of(st: StatsSettings, data_dir: str | None) -> Batches:
+    """Batches depend on the settings but not on the arch: reuse them across a worker's jobs."""
+    key = (st, data_dir)
+    if key not in _BATCHES:
+        _BATCHES.clear()
+        _BATCHES[key] = net_batches(st, data_dir)
+    return _BATCHES[key]
 
 
-def _exit_if_orphaned() -> None:
-    if _PARENT is not None and os.getppid() != _PARENT:
-        os._exit(0)
-
-
-def _init_worker(parent: int) -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops the pool (finished entries stay), and
-    exit quietly, without a BrokenPipeError, as soon as the parent is gone."""
-    global _PARENT
-    _PARENT = parent
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.2)
-            _exit_if_orphaned()
-
-    threading.Thread(target=watch, name="eznas-orphan-watch", daemon=True).start()
+def compute_job(job: tuple[str, StatsSettings, str | None, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One network's statistics (a fan-out job: arch, settings, data dir, device name); the main
+    process writes the entry. ``auto`` resolves here, on the machine that runs the job."""
+    arch, st, data_dir, device = job
+    return compute_net(arch, st, _batches_of(st, data_dir), device=resolve_device(device))
 
 
 def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data_dir: str | None = None,
-                workers: int = 1, progress: bool = True, log: Callable[[str], None] | None = None) -> BuildReport:
-    """Compute every missing (or corrupt) entry; finished entries survive an interrupt."""
+                workers: int = 1, progress: bool = True, log: Callable[[str], None] | None = None,
+                backend: str = "process", device: str = "cpu", ray_address: str | None = None) -> BuildReport:
+    """Compute every missing (or corrupt) entry on ``backend`` (:mod:`eznas.fanout`, one network per
+    job) and ``device``; the entries are written here as results arrive, so finished entries survive
+    an interrupt or a failed job."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise EznasError(f"--workers must be a whole number >= 1, got {workers}")
     log = log or (lambda m: print(m, file=sys.stderr))
+    fan = Fanout(backend, workers, ray_address, threads=1 if workers > 1 else 0, what="statistics of", device=device)
+    if backend != "ray":  # a Ray worker resolves `auto` on its own node
+        device = str(resolve_device(device))
     rep = BuildReport()
-    todo = []
+    todo: list[tuple[str, StatsSettings, str | None, str]] = []
+    paths: list[Path] = []
     for arch, st in jobs:
         p = entry_path(cache_dir, st, arch)
         problem = _entry_problem(p, arch, st)
@@ -230,23 +230,19 @@ def build_cache(jobs: Sequence[tuple[str, StatsSettings]], cache_dir: Path, data
             log(f"eznas: corrupt cache entry {problem} (arch {arch}); recomputing")
             rep.recomputed_corrupt += 1
             p.unlink(missing_ok=True)
-        todo.append((arch, st, str(p), data_dir, 1 if workers > 1 else 0))
+        todo.append((arch, st, data_dir, device))
+        paths.append(p)
     t0 = time.perf_counter()
     bar = progress_bar(total=len(todo), desc="statistics", unit="net", disable=not progress)
-    try:
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-                for nbytes in pool.imap_unordered(_compute_and_write, todo):
-                    rep.computed += 1
-                    rep.bytes += nbytes
-                    bar.update()
-        else:
-            for job in todo:
-                rep.bytes += _compute_and_write(job)
-                rep.computed += 1
-                bar.update()
+    def write(i: int, result: tuple[torch.Tensor, torch.Tensor]) -> None:
+        arch, st = todo[i][0], todo[i][1]
+        rep.bytes += write_entry(paths[i], arch, st, *result)
+        rep.computed += 1
+        bar.update()
+
+    try:
+        run_jobs(compute_job, todo, fan, write, label=lambda j: f"{j[1].space}/{j[1].dataset} arch {j[0]}", log=log)
     finally:
         bar.close()
         rep.seconds = time.perf_counter() - t0
@@ -321,12 +317,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise EznasError(f"--workers must be >= 1, got {args.workers}")
     cfg = config_mod.load(args.config)
+    if getattr(args, "backend", None):
+        cfg.stats.backend = args.backend
     jobs, by_task = config_jobs(cfg)
     cache = default_cache_dir(cfg)
     workers = args.workers or cfg.stats.workers
-    print(f"statistics for {len(jobs)} networks of {len(by_task)} task(s) -> {cache}")
-    rep = build_cache(jobs, cache, cfg.data_dir, workers=workers)
+    print(f"statistics for {len(jobs)} networks of {len(by_task)} task(s) -> {cache} "
+          f"({cfg.stats.backend}, {workers} worker(s))")
+    rep = build_cache(jobs, cache, cfg.data_dir, workers=workers, backend=cfg.stats.backend,
+                      device=device_option(args, cfg), ray_address=cfg.ray_address)
     per = rep.seconds / rep.computed if rep.computed else 0.0
     print(f"computed {rep.computed}, reused {rep.reused}, recomputed corrupt {rep.recomputed_corrupt}; "
           f"{rep.seconds:.1f} s ({per:.2f} s/net), {rep.bytes / max(rep.computed, 1) / 1e6:.2f} MB/net written")
     return 0
+
+
+def device_option(args: argparse.Namespace, cfg: config_mod.Config) -> str:
+    """``--device`` when given (it also becomes ``cfg.device``), else the config's ``device``."""
+    from eznas.devices import cli_or_config
+
+    cfg.device = cli_or_config(getattr(args, "device", None), cfg.device)
+    return cfg.device

@@ -13,6 +13,7 @@ import yaml
 
 from eznas import cli, config
 from eznas import evaluate as ev
+from eznas import spaces
 from eznas.errors import EznasError
 
 PROXIES = ["params", "synflow", "nwot"]
@@ -60,7 +61,7 @@ def test_end_to_end_outputs_and_cache_reuse(data_dir, tmp_path, monkeypatch):
     assert doc["intervals"]["n_boot"] == ev.N_BOOT and "nwot" in doc["intervals"]["tasks"]["nb201/cifar10"]
 
     # second run: everything from the cache, no net is even built
-    monkeypatch.setattr(ev, "build", _no_build)
+    monkeypatch.setattr(spaces, "build", _no_build)
     again = ev.evaluate(cfg, progress=False)
     assert again.counters.computed == 0 and again.counters.cached == 2 * 3 * len(PROXIES)
     assert json.dumps(again.per_task) == json.dumps(res.per_task)  # NaN-safe equality
@@ -74,7 +75,7 @@ def test_end_to_end_outputs_and_cache_reuse(data_dir, tmp_path, monkeypatch):
 def test_interrupt_keeps_finished_nets(data_dir, tmp_path, monkeypatch):
     cfg = tiny_config(data_dir, tmp_path / "run")
     calls = {"n": 0}
-    real = ev.build
+    real = spaces.build
 
     def build_then_interrupt(*args, **kwargs):
         calls["n"] += 1
@@ -82,7 +83,7 @@ def test_interrupt_keeps_finished_nets(data_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "build", build_then_interrupt)
+    monkeypatch.setattr(spaces, "build", build_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(cfg, proxies=["params"], progress=False)
     saved = json.loads((tmp_path / "run" / "evaluation" / "score_cache.json").read_text())["scores"]
@@ -149,7 +150,7 @@ def test_out_must_be_a_directory(data_dir, tmp_path, capsys, monkeypatch):
     cfg_path.write_text(yaml.safe_dump(raw))
     readme = tmp_path / "README.md"
     readme.write_text("keep me\n")
-    monkeypatch.setattr(ev, "build", _no_build)  # refused before any work
+    monkeypatch.setattr(spaces, "build", _no_build)  # refused before any work
     assert cli.main(["evaluate", str(cfg_path), "--proxies", "params", "--out", str(readme)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a directory" in err[0] and readme.read_text() == "keep me\n"
@@ -189,7 +190,7 @@ def test_set_level_az_nas_components_cached_and_shared_passes(data_dir, tmp_path
         calls["n"] += 1
         return real(names, *args, **kwargs)
 
-    monkeypatch.setattr(ev, "score_baselines", counting)
+    monkeypatch.setattr(passes, "score_baselines", counting)
     res = ev.evaluate(cfg, progress=False, n_boot=50)
     assert calls["n"] == 2 * 3  # one call per net: all baselines of a net together
     assert res.labels == ["az_nas", "az_complexity", "snip", "grad_norm"]

@@ -72,6 +72,14 @@ def combine_set_level(rows: list[tuple[str, list[Any]]], names: list[str],
     return [(a, [cols[n][i] if n in cols else v for n, v in zip(names, vals)]) for i, (a, vals) in enumerate(rows)]
 
 
+def batches_on(batches: Any, device: Any) -> Any:
+    """``batches`` (:class:`eznas.batches.Batches`) with D, N, P and the targets on ``device``."""
+    import dataclasses
+
+    return dataclasses.replace(batches, D=batches.D.to(device), N=batches.N.to(device), P=batches.P.to(device),
+                               targets=batches.targets.to(device))
+
+
 def _csv_text(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -102,6 +110,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise EznasError("give exactly one of --arch KEY or --archs FILE")
     if args.batch_size < 1:
         raise EznasError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from eznas.devices import resolve
+
+    device = resolve(getattr(args, "device", None) or "auto", "--device")
     protect = [Path(args.archs).expanduser()] if args.archs else []
     out = None if args.out is None else check_output(Path(args.out).expanduser(), "--out", protect=protect)
     sp = get_space(args.space)
@@ -123,7 +134,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 batches_by_scale[0.1] = make_batches(args.dataset, args.batch_size, args.seed,
                                                      num_classes=sp.num_classes(args.dataset), root=args.data_dir,
                                                      size=sp.input_size(args.dataset))
-            runs.append(components_scorer(name, sp, args.dataset, batches_by_scale[0.1]))
+            runs.append(components_scorer(name, sp, args.dataset, batches_on(batches_by_scale[0.1], device)))
             continue
         proxy = load_proxy(name, trust=args.trust)
         scale = noise_scale_of(proxy)
@@ -132,13 +143,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             batches_by_scale[scale] = make_batches(args.dataset, args.batch_size, args.seed,
                                                    num_classes=sp.num_classes(args.dataset), noise_scale=scale,
                                                    root=args.data_dir, size=sp.input_size(args.dataset))
-        runs.append(scorer(proxy, sp, args.dataset, batches_by_scale[scale]))
+        runs.append(scorer(proxy, sp, args.dataset, batches_on(batches_by_scale[scale], device)))
     header = ["score"] if len(names) == 1 else list(names)
     rows: list[tuple[str, list[float]]] = []
     saved = time.monotonic()
     try:
         for arch in progress(archs, desc="scoring", unit="net", disable=args.archs is None):
-            model = build(args.space, arch, args.dataset, seed=args.seed)
+            model = build(args.space, arch, args.dataset, seed=args.seed).to(device)
             rows.append((arch, [run(model) for run in runs]))
             if out is not None and time.monotonic() - saved > SAVE_EVERY_S:
                 _save(out, header, rows)  # partial results: nothing scored is lost if we stop

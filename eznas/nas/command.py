@@ -65,13 +65,16 @@ def cmd_nas(args: argparse.Namespace) -> int:
     from eznas.natsbench import load_table
 
     _validate(args)
+    from eznas.devices import resolve
+
+    device = resolve(getattr(args, "device", None) or "auto", "--device")
     out = Path(args.out if args.out is not None else f"nas-{args.space}-{args.dataset}").expanduser()
     _check_out_dir(out)
     space = TableSpace(load_table(args.data_dir))
     if args.budget > len(space):
         raise EznasError(f"--budget {args.budget} exceeds the {len(space)} cells of the table")
     proxies = load_proxies(args.proxy, trust=args.trust)
-    scorers = make_scorers(proxies, args.dataset, args.seed, args.batch_size, args.data_dir)
+    scorers = make_scorers(proxies, args.dataset, args.seed, args.batch_size, args.data_dir, device=device)
     cache = ScoreCache(out / CACHE_FILE) if (out / CACHE_FILE).exists() else None  # a bad cache: error now
     out.mkdir(parents=True, exist_ok=True)
     cache = cache or ScoreCache(out / CACHE_FILE)

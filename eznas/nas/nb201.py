@@ -119,25 +119,27 @@ def load_proxies(specs: Sequence[str], trust: bool = False) -> list[tuple[str, A
 
 
 def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: int, batch_size: int,
-                 data_dir: str | os.PathLike | None = None) -> list[Scorer]:
+                 data_dir: str | os.PathLike | None = None, device: Any = "cpu") -> list[Scorer]:
     """Scorers of NB201 arch keys: build the cell's network (``seed``) for ``dataset``'s head and
-    score it on one batch (drawn with ``seed``, noise at each proxy's scale) per proxy; the
-    proxies of one cell share its network."""
+    score it on one batch (drawn with ``seed``, noise at each proxy's scale) per proxy, network and
+    batch on ``device`` (a torch device or its name); the proxies of one cell share its network."""
     import torch
 
     from eznas.batches import make_batches
     from eznas.export.loading import noise_scale_of
-    from eznas.export.score import scorer
+    from eznas.export.score import batches_on, scorer
     from eznas.spaces import build, get_space
 
     check_dataset(dataset)
     sp = get_space(SPACE)
+    device = torch.device(device)
+    cuda_rngs = [device.index or 0] if device.type == "cuda" else []
     memo: dict[str, Any] = {}
 
     def model_of(arch: str) -> Any:
         if memo.get("arch") != arch:
             memo.clear()
-            memo["model"] = build(SPACE, arch, dataset, seed=seed)
+            memo["model"] = build(SPACE, arch, dataset, seed=seed).to(device)
             memo["arch"] = arch
         return memo["model"]
 
@@ -149,11 +151,11 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
         if scale not in batches:
             batches[scale] = make_batches(dataset, batch_size, seed, num_classes=sp.num_classes(dataset),
                                           noise_scale=scale, root=data_dir, size=sp.input_size(dataset))
-        run = scorer(proxy, sp, dataset, batches[scale])
+        run = scorer(proxy, sp, dataset, batches_on(batches[scale], device))
 
         def fn(arch: str, run: Any = run) -> float:
             model = model_of(arch)
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=cuda_rngs):
                 torch.manual_seed(seed)
                 return run(model)
 

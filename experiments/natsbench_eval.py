@@ -1,0 +1,136 @@
+"""Evolved NB201 proxies vs every baseline (SOTA ones included) on 500 held-out NB201 cells per dataset.
+
+The programs are the best of each GP seed of ``configs/nb201.yaml`` (recorded in
+``experiments/results/main_results.json``), scored at the statistics settings they were evolved with
+(batch 64, R 16, s 8, unit scores summed), plus their rank ensemble. The cells are the test split of
+``configs/nb201-natsbench.yaml``: 500 cells per dataset drawn from the whole-space NATS-Bench table
+(10,161 cells), none chosen by the search; the script counts how many of them the search saw anyway
+(the 472 NAS-Bench-Suite-Zero cells are a subset of the table). Baselines come from ``eznas evaluate``'s
+score cache of that config (computed here where missing: the run is resumable) at evaluate batch 32.
+Every Spearman rho has a 95 % paired bootstrap interval; "delta" is each proxy's rho minus the best
+baseline's on the same resampled nets.
+
+    python experiments/natsbench_eval.py [--datasets cifar10,cifar100,ImageNet16-120]
+
+writes ``experiments/results/natsbench_eval.json`` and prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eznas import config as config_mod  # noqa: E402
+from eznas import evaluate, intervals, records, stats  # noqa: E402
+from eznas.ensemble import rank_average  # noqa: E402
+from eznas.fitness import correlation  # noqa: E402
+from eznas.proxies import sets  # noqa: E402
+from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions  # noqa: E402
+
+NATS_CONFIG = ROOT / "configs" / "nb201-natsbench.yaml"
+EVOLVED_CONFIG = ROOT / "configs" / "nb201.yaml"
+MAIN_RESULTS = ROOT / "experiments" / "results" / "main_results.json"
+CACHE_DIR = ROOT / "experiments" / "results" / "evaluation" / "nb201-natsbench"
+OUT = ROOT / "experiments" / "results" / "natsbench_eval.json"
+ENSEMBLE = "evolved ensemble"
+
+
+def seen_cells(dataset: str) -> set[str]:
+    """Cells of ``configs/nb201.yaml``'s evolve and validate splits (what the search looked at)."""
+    cfg = config_mod.load(EVOLVED_CONFIG)
+    tc = next(t for t in cfg.tasks if t.dataset == dataset)
+    task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
+    parts = task.split(cfg.seed, cfg.split.evolve, cfg.split.validate, cfg.split.test)
+    return set(parts["evolve"].archs) | set(parts["validate"].archs)
+
+
+def evolved_scores(test: records.Task, programs: list[str]) -> dict[str, np.ndarray]:
+    cfg = config_mod.load(EVOLVED_CONFIG)
+    st = stats.StatsSettings.from_config(cfg, test.space, test.dataset)
+    cache = stats.default_cache_dir(cfg)
+    rep = stats.build_cache([(a, st) for a in test.archs], cache, cfg.data_dir, workers=1, progress=sys.stderr.isatty())
+    if rep.computed:
+        print(f"  statistics: {rep.computed} computed ({rep.seconds:.0f} s)", file=sys.stderr)
+    ts = stats.load_task_stats(test, st, cache)
+    scorer = Scorer({test.name: ts}, ScoringOptions.from_search(cfg.search, memo_bytes=REPORT_MEMO_BYTES))
+    out = {f"evolved seed {i}": scorer.net_scores(p)[test.name] for i, p in enumerate(programs)}
+    out[ENSEMBLE] = rank_average(list(out.values()))
+    return out
+
+
+def baseline_scores(test: records.Task, cfg: config_mod.Config) -> dict[str, np.ndarray]:
+    specs = evaluate.resolve_proxies(cfg.evaluate.proxies)
+    cache, counters = evaluate.ScoreCache(CACHE_DIR / evaluate.CACHE_FILE), evaluate.Counters()
+    ts = evaluate.score_task(cfg, test, specs, cache, counters, progress=sys.stderr.isatty())
+    if counters.computed:
+        print(f"  baselines: {counters.computed} scores computed", file=sys.stderr)
+    out = dict(ts.scores)
+    comps = sets.components_of("az_nas")
+    if all(f"az_{c}" in out for c in comps):  # evaluate caches the components as az_<component>
+        rows = [{c: float(out[f"az_{c}"][i]) for c in comps} for i in range(len(test))]
+        out["az_nas"] = np.asarray(sets.score_set("az_nas", rows), dtype=np.float64)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default="cifar10,cifar100,ImageNet16-120")
+    ap.add_argument("--resamples", type=int, default=2000)
+    args = ap.parse_args(argv)
+    cfg = config_mod.load(NATS_CONFIG)
+    programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
+    doc: dict = {"programs": programs, "config": str(NATS_CONFIG.relative_to(ROOT)), "tasks": {}}
+    for ds in args.datasets.split(","):
+        tc = next(t for t in cfg.tasks if t.dataset == ds)
+        task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
+        test = task.split(cfg.seed, cfg.split.evolve, cfg.split.validate, cfg.split.test)["test"]
+        t0 = time.perf_counter()
+        cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg)}
+        acc = np.asarray(test.accuracies, dtype=np.float64)
+        baselines = [k for k in cols if not k.startswith("evolved")]
+        best = max(baselines, key=lambda k: correlation(cols[k], acc, "spearman"))
+        rows = {}
+        for name, s in cols.items():
+            ci = intervals.bootstrap_rho(s, acc, seed=0, resamples=args.resamples)
+            d = intervals.paired_delta(s, cols[best], acc, seed=0, resamples=args.resamples)
+            rows[name] = {"spearman": ci.value, "ci": [ci.low, ci.high],
+                          "kendall": correlation(s, acc, "kendall"),
+                          "delta_vs_best_baseline": [d.value, d.low, d.high]}
+        seen = seen_cells(ds)
+        doc["tasks"][test.name] = {"nets": len(test), "best_baseline": best, "proxies": rows,
+                                   "seen_by_search": sum(a in seen for a in test.archs),
+                                   "seconds": time.perf_counter() - t0}
+        print(f"{test.name}: {len(test)} nets, best baseline {best}", file=sys.stderr)
+    OUT.write_text(json.dumps(doc, indent=1))
+    print(markdown(doc))
+    return 0
+
+
+def markdown(doc: dict) -> str:
+    tasks = doc["tasks"]
+    names = list(dict.fromkeys(n for t in tasks.values() for n in t["proxies"]))
+    names.sort(key=lambda n: -np.mean([t["proxies"][n]["spearman"] for t in tasks.values() if n in t["proxies"]]))
+    head = "| proxy | " + " | ".join(f"{k} ({v['nets']} nets)" for k, v in tasks.items()) + " |"
+    lines = [head, "|---|" + "---|" * len(tasks)]
+    for n in names:
+        cells = []
+        for t in tasks.values():
+            r = t["proxies"].get(n)
+            if r is None:
+                cells.append("–")
+                continue
+            mark = "**" if n == max(t["proxies"], key=lambda k: t["proxies"][k]["spearman"]) else ""
+            cells.append(f"{mark}{r['spearman']:.3f}{mark} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
