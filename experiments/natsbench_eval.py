@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eznas import config as config_mod  # noqa: E402
-from eznas import evaluate, intervals, records, stats  # noqa: E402
+from eznas import evaluate, intervals, metrics, records, stats  # noqa: E402
 from eznas.ensemble import rank_average  # noqa: E402
-from eznas.fitness import correlation  # noqa: E402
+from eznas.evaluate_tables import json_safe  # noqa: E402
 from eznas.proxies import sets  # noqa: E402
 from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions  # noqa: E402
 
@@ -82,33 +82,37 @@ def baseline_scores(test: records.Task, cfg: config_mod.Config) -> dict[str, np.
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="cifar10,cifar100,ImageNet16-120")
-    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--resamples", type=int, default=intervals.N_BOOT)
     args = ap.parse_args(argv)
     cfg = config_mod.load(NATS_CONFIG)
     programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
     doc: dict = {"programs": programs, "config": str(NATS_CONFIG.relative_to(ROOT)), "tasks": {}}
+    columns: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
     for ds in args.datasets.split(","):
         tc = next(t for t in cfg.tasks if t.dataset == ds)
         task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
         test = task.split(cfg.seed, cfg.split.evolve, cfg.split.validate, cfg.split.test)["test"]
         t0 = time.perf_counter()
         cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg)}
-        acc = np.asarray(test.accuracies, dtype=np.float64)
-        baselines = [k for k in cols if not k.startswith("evolved")]
-        best = max(baselines, key=lambda k: correlation(cols[k], acc, "spearman"))
-        rows = {}
-        for name, s in cols.items():
-            ci = intervals.bootstrap_rho(s, acc, seed=0, resamples=args.resamples)
-            d = intervals.paired_delta(s, cols[best], acc, seed=0, resamples=args.resamples)
-            rows[name] = {"spearman": ci.value, "ci": [ci.low, ci.high],
-                          "kendall": correlation(s, acc, "kendall"),
-                          "delta_vs_best_baseline": [d.value, d.low, d.high]}
+        columns[test.name] = (cols, np.asarray(test.accuracies, dtype=np.float64))
         seen = seen_cells(ds)
-        doc["tasks"][test.name] = {"nets": len(test), "best_baseline": best, "proxies": rows,
-                                   "seen_by_search": sum(a in seen for a in test.archs),
+        doc["tasks"][test.name] = {"nets": len(test), "seen_by_search": sum(a in seen for a in test.archs),
                                    "seconds": time.perf_counter() - t0}
-        print(f"{test.name}: {len(test)} nets, best baseline {best}", file=sys.stderr)
-    OUT.write_text(json.dumps(doc, indent=1))
+        print(f"{test.name}: {len(test)} nets scored", file=sys.stderr)
+    point = {t: {lab: metrics.correlations(s, acc) for lab, s in cols.items()} for t, (cols, acc) in columns.items()}
+    rho = {t: {lab: v["spearman"] for lab, v in d.items()} for t, d in point.items()}
+    baselines = [lab for lab in next(iter(columns.values()))[0] if not lab.startswith("evolved")]
+    iv = intervals.bootstrap(columns, rho, baselines, n_boot=args.resamples, seed=cfg.seed)
+    for t, d in point.items():
+        best = intervals.best_baseline(rho[t], baselines)
+        doc["tasks"][t]["best_baseline"] = best
+        doc["tasks"][t]["proxies"] = {
+            lab: {**v, "spearman_ci": list(iv.tasks[t][lab]["spearman"]),
+                  "kendall_ci": list(iv.tasks[t][lab]["kendall"]),
+                  "delta_vs_best_baseline": ([iv.delta[t][lab].value, *iv.delta[t][lab].interval]
+                                             if lab in iv.delta[t] else None)}
+            for lab, v in d.items()}
+    OUT.write_text(json.dumps(json_safe(doc), indent=1))
     print(markdown(doc))
     return 0
 
@@ -126,8 +130,9 @@ def markdown(doc: dict) -> str:
             if r is None:
                 cells.append("–")
                 continue
-            mark = "**" if n == max(t["proxies"], key=lambda k: t["proxies"][k]["spearman"]) else ""
-            cells.append(f"{mark}{r['spearman']:.3f}{mark} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]")
+            mark = "**" if n == max(t["proxies"], key=lambda k: t["proxies"][k]["spearman"] or -1.0) else ""
+            lo, hi = r["spearman_ci"]
+            cells.append(f"{mark}{r['spearman']:.3f}{mark} [{lo:.3f}, {hi:.3f}]")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
