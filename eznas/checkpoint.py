@@ -52,14 +52,20 @@ def _py_state_from_json(obj: Any) -> tuple:
     if not isinstance(obj, list) or len(obj) != 3 or not isinstance(obj[1], list):
         raise ValueError("py_rng is not [version, state, gauss]")
     state = (obj[0], tuple(obj[1]), obj[2])
-    random.Random().setstate(state)  # raises on a wrong length, type or value
+    try:
+        random.Random().setstate(state)  # raises on a wrong length, type or value
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"py_rng: {e}") from None
     return state
 
 
 def _check_np_state(obj: Any) -> dict:
     if not isinstance(obj, dict):
         raise ValueError("np_rng is not a mapping")
-    np.random.default_rng().bit_generator.state = obj  # raises on a wrong generator or state
+    try:
+        np.random.default_rng().bit_generator.state = obj  # raises on a wrong generator or state
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
+        raise ValueError(f"np_rng: {e}") from None
     return obj
 
 

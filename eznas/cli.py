@@ -142,7 +142,10 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, one line printed by OneLineParser)
+        return e.code if isinstance(e.code, int) else 2
     try:
         rc = args.func(args)
     except EznasError as e:
