@@ -253,3 +253,41 @@ def test_disk_full_anywhere_else_is_one_line(tmp_path, capsys, monkeypatch, fini
     run_dir = tmp_path / "full"
     line = one_error(capsys, cli.main(["evolve", str(finished["config"]), "--run-dir", str(run_dir)]))
     assert line == f"eznas: error: disk full writing {run_dir / 'config.yaml'}; files finished before it are kept"
+
+
+# ----------------------------------------------------------------------------- a killed run
+def test_killed_run_leaves_no_workers_and_its_lock_is_taken_over(tmp_path, capsys, finished):
+    """SIGKILL of a search with worker processes: the workers exit within seconds, printing nothing,
+    and a resume takes over the dead run's lock with a warning."""
+    import signal
+    import time
+
+    raw = yaml.safe_load(finished["config"].read_text())
+    raw["search"].update(backend="process", workers=2, generations=40, patience=40)
+    cfg = write(tmp_path / "proc.yaml", raw)
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "eznas.cli", "evolve", str(cfg), "--run-dir", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if json.loads((run_dir / "checkpoint.json").read_text())["gen"] >= 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)  # EOF once the workers, which hold the pipe, are gone
+        assert "Traceback" not in err and "Error" not in err, err
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # only if the test failed: the session this test started
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == proc.pid
+    assert cli.main(["evolve", str(cfg), "--resume", str(run_dir)]) == 0
+    assert f"taking over the stale lock of pid {proc.pid}" in capsys.readouterr().err
+    assert json.loads((run_dir / "checkpoint.json").read_text())["done"]
