@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="build the statistics cache for a config's tasks")
     st.add_argument("config")
-    st.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: config stats.workers)")
+    st.add_argument("--workers", type=positive_int, default=None,
+                    help="worker processes (default: config stats.workers)")
     st.set_defaults(func=_lazy("eznas.stats", "cmd_stats"))
 
     ev = sub.add_parser("evolve", help="run a search (same as python -m eznas.evolve)")

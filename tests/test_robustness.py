@@ -140,7 +140,13 @@ def test_resume_of_a_missing_directory_is_an_error_and_creates_nothing(tmp_path,
 
 
 # ----------------------------------------------------------------------------- the run-directory lock
-_HOLDER = "import sys, time\nfrom eznas.runlock import lock_run_dir\nlock_run_dir(sys.argv[1])\nprint('locked', flush=True)\ntime.sleep(120)\n"
+_HOLDER = """
+import sys, time
+from eznas.runlock import lock_run_dir
+lock_run_dir(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
 
 
 def test_a_second_live_run_into_the_same_directory_fails(tmp_path, capsys, finished):
