@@ -39,8 +39,8 @@ from eznas import parallel, program, variation
 from eznas.atomic import atomic_write, atomic_write_text
 from eznas.checkpoint import RunState, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from eznas.errors import EznasError
-from eznas.runlock import RunLock
 from eznas.fitness import INVALID, ProgramResult
+from eznas.runlock import RunLock
 from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions
 from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
 
@@ -83,10 +83,6 @@ def _mutate(ind: gp.PrimitiveTree, expr: Any, pset: gp.PrimitiveSetTyped) -> tup
     if r < 0.85:
         return gp.mutNodeReplacement(ind, pset=pset)
     return gp.mutShrink(ind)
-
-
-# ----------------------------------------------------------------------------- state
-# RunState and the checkpoint files live in eznas.checkpoint (imported above, used from here too)
 
 
 # ----------------------------------------------------------------------------- data
