@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 from deap import algorithms, base, creator, gp, tools
-from tqdm import tqdm
 
 from eznas import config as config_mod
 from eznas import parallel, program, variation
@@ -40,6 +39,7 @@ from eznas.atomic import atomic_write, atomic_write_text
 from eznas.checkpoint import RunState, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from eznas.errors import EznasError
 from eznas.fitness import INVALID, ProgramResult
+from eznas.progress import progress as progress_bar
 from eznas.runlock import RunLock
 from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions
 from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
@@ -220,7 +220,8 @@ class Search:
         random.setstate(st.py_rng)
         np_rng = np.random.default_rng()
         np_rng.bit_generator.state = st.np_rng
-        bar = tqdm(total=sc.generations, initial=st.gen, desc="generations", disable=not self.progress)
+        bar = progress_bar(total=sc.generations, initial=st.gen, desc="generations", unit="gen",
+                           disable=not self.progress)  # periodic lines when stderr is not a terminal
         while st.gen < sc.generations and not st.done:
             t0 = time.perf_counter()
             parents = [self._tree(s) for s in st.population]
@@ -381,7 +382,7 @@ def _run_locked(cfg: config_mod.Config, run_dir: Path, resume: bool, progress: b
         search.close()
     print_summary(result, st)
     if cfg.evaluate.after_search and result["hall"]:
-        result["evaluation"] = export_and_evaluate(cfg, run_dir, progress)
+        result["evaluation"] = export_and_evaluate(cfg, run_dir, progress and sys.stderr.isatty())
     return result
 
 
@@ -412,7 +413,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     else:
         cfg = config_mod.load(args.config)
         run_dir = Path(args.run_dir or cfg.run_dir)
-    run(cfg, run_dir, resume=bool(args.resume), progress=sys.stderr.isatty())
+    run(cfg, run_dir, resume=bool(args.resume), progress=True)  # a bar on a terminal, else periodic lines
     return 0
 
 

@@ -105,8 +105,12 @@ def test_empty_config_is_an_error_not_the_default_run(tmp_path, capsys, text):
 
 
 def test_unknown_space_with_a_benchmark_file_and_bench_seeds(tmp_path, capsys):
-    raw = raw_config(tmp_path / "cache", tasks=[{"space": "nb999", "dataset": "digits", "benchmark": "digits"}])
-    assert "nb999" in one_error(capsys, cli.main(["stats", str(write(tmp_path / "a.yaml", raw))]))
+    import eznas
+
+    bench_file = Path(eznas.__file__).parent / "benchmarks_data" / "digits-nb201.json"
+    raw = raw_config(tmp_path / "cache", tasks=[{"space": "nb999", "dataset": "digits", "benchmark": str(bench_file)}])
+    line = one_error(capsys, cli.main(["stats", str(write(tmp_path / "a.yaml", raw))]))
+    assert "unknown search space 'nb999'" in line
     raw = raw_config(tmp_path / "cache", bench={"seeds": [0, 2**32]})
     assert "'bench.seeds'" in one_error(capsys, cli.main(["stats", str(write(tmp_path / "b.yaml", raw))]))
 
