@@ -1,4 +1,4 @@
-"""The same config and seed give byte-identical run files in separate processes.
+"""The same config and seed give byte-identical run files and statistics in separate processes.
 
 Comparing two runs inside one process cannot catch randomness that depends on memory addresses
 (a set of type objects iterates in address order, and addresses change from process to process).
@@ -48,20 +48,20 @@ sys.exit(main(sys.argv[2:]))
 COMPARED = ("checkpoint.json", "hall_of_fame.json", "best.txt", "config.yaml")
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, cache: str = "cache", name: str = "det.yaml") -> Path:
     raw = {
         "seed": 5,
         "run_dir": "unused",
         "tasks": [{"space": "nb201", "dataset": "digits", "benchmark": "digits"}],
         "split": {"evolve": 12, "validate": 6, "test": 6},
         "network": {"width": 4, "depth": 1},
-        "stats": {"batch_size": 8, "R": 4, "s": 4, "cache_dir": str(tmp_path / "cache")},
+        "stats": {"batch_size": 8, "R": 4, "s": 4, "cache_dir": str(tmp_path / cache)},
         # the full primitive set and a high crossover rate: many crossovers with both types in common
         "search": {"primitive_set": "eznas", "population": 10, "offspring": 12, "generations": 5, "subsample": 8,
                    "hall_of_fame": 3, "tournament": 3, "max_depth": 6, "init_min_depth": 1, "init_max_depth": 3,
                    "cxpb": 0.8, "mutpb": 0.1},
     }
-    p = tmp_path / "det.yaml"
+    p = tmp_path / name
     p.write_text(yaml.safe_dump(raw))
     return p
 
@@ -92,6 +92,11 @@ def test_search_is_byte_identical_across_processes(tmp_path, data_dir):
     # the wall clock lives in timings.json (and log.csv), never in the compared files
     assert b"seconds" not in (runs["TS"] / "checkpoint.json").read_bytes()
     assert (runs["TS"] / "timings.json").is_file()
+    # statistics entries too: the same nets recorded by a third process into another cache
+    _run(tmp_path, "ST", 13, "stats", str(_config(tmp_path, "cache-b", "det-b.yaml")))
+    entries = {p.name: p.read_bytes() for p in (tmp_path / "cache").rglob("*.npz")}
+    again = {p.name: p.read_bytes() for p in (tmp_path / "cache-b").rglob("*.npz")}
+    assert len(entries) == 12 + 6 + 6 and entries == again
     log_a = [r.split(",")[:7] for r in (runs["TS"] / "log.csv").read_text().splitlines()]
     log_b = [r.split(",")[:7] for r in (runs["ST"] / "log.csv").read_text().splitlines()]
     assert log_a == log_b and len(log_a) == 1 + 6
