@@ -20,29 +20,36 @@ import yaml
 #: a process with the requested iteration order of {Tensor, Scalar}; then the eznas CLI
 RUNNER = r'''
 import os, sys
-want, tries = sys.argv[1], int(os.environ.get("_EZNAS_SET_ORDER_TRIES", "0"))
-shift = [bytearray(16 * (i + 1)) for i in range(3 * tries)]  # another heap layout on every try
-from eznas.primitives import Scalar, Tensor
-order = "".join(t.__name__[0] for t in {Tensor, Scalar}) + "".join(t.__name__[0] for t in {Scalar, Tensor})
-if order != want * 2:
-    if tries >= 20:
-        sys.exit(f"no process with set order {want} in {tries} tries")
-    os.environ["_EZNAS_SET_ORDER_TRIES"] = str(tries + 1)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
-print("set order", order[:2], "after", tries, "re-executions", file=sys.stderr)
-import hashlib, random
-from eznas import program, variation
-pset = program.load_primitive_set("eznas")
-rng = random.Random(7)
-out = []
-for _ in range(300):  # the crossover alone, on seeded random trees
-    a, b = program.random_tree(pset, rng, 2, 4), program.random_tree(pset, rng, 2, 4)
-    random.seed(rng.random())
-    a, b = variation.cx_one_point(a, b)
-    out.append(program.to_infix(a) + "|" + program.to_infix(b))
-print("crossover", hashlib.sha256("\n".join(out).encode()).hexdigest(), flush=True)
-from eznas.cli import main
-sys.exit(main(sys.argv[2:]))
+
+
+def main():
+    want, tries = sys.argv[1], int(os.environ.get("_EZNAS_SET_ORDER_TRIES", "0"))
+    shift = [bytearray(16 * (i + 1)) for i in range(3 * tries)]  # another heap layout on every try
+    from eznas.primitives import Scalar, Tensor
+    order = "".join(t.__name__[0] for t in {Tensor, Scalar}) + "".join(t.__name__[0] for t in {Scalar, Tensor})
+    if order != want * 2:
+        if tries >= 20:
+            sys.exit(f"no process with set order {want} in {tries} tries")
+        os.environ["_EZNAS_SET_ORDER_TRIES"] = str(tries + 1)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    print("set order", order[:2], "after", tries, "re-executions", file=sys.stderr)
+    import hashlib, random
+    from eznas import program, variation
+    pset = program.load_primitive_set("eznas")
+    rng = random.Random(7)
+    out = []
+    for _ in range(300):  # the crossover alone, on seeded random trees
+        a, b = program.random_tree(pset, rng, 2, 4), program.random_tree(pset, rng, 2, 4)
+        random.seed(rng.random())
+        a, b = variation.cx_one_point(a, b)
+        out.append(program.to_infix(a) + "|" + program.to_infix(b))
+    print("crossover", hashlib.sha256("\n".join(out).encode()).hexdigest(), flush=True)
+    from eznas.cli import main as cli_main
+    sys.exit(cli_main(sys.argv[2:]))
+
+
+if __name__ == "__main__":  # not again in spawned worker processes
+    main()
 '''
 
 COMPARED = ("checkpoint.json", "hall_of_fame.json", "best.txt", "config.yaml")
