@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ea = sub.add_parser("evaluate", help="score proxies on a config's tasks and tabulate correlations")
     ea.add_argument("config")
-    ea.add_argument("--proxies", nargs="*", default=None, help="names, exported .py files or run directories")
+    ea.add_argument("--proxies", nargs="*", default=None, help="names (baselines, built-in proxies), exported .py files or run directories")
     ea.add_argument("--published", action="store_true", help="also evaluate NASLib's published scores")
     ea.add_argument("--out", default=None, help="output directory (default: <run_dir>/evaluation)")
     ea.add_argument("--ensemble", action="store_true",
@@ -73,14 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_lazy("eznas.transfer", "cmd_transfer"))
 
     ex = sub.add_parser("export", help="write an evolved proxy as a standalone module")
-    ex.add_argument("run_dir")
+    ex.add_argument("run_dir", nargs="?", default=None,
+                    help="run directory, or the name of a built-in evolved proxy (eznas proxies list)")
     ex.add_argument("--rank", type=positive_int, default=1)
+    ex.add_argument("--expr", default=None, help="an expression (infix) to export instead of a run's program")
+    ex.add_argument("--config", default=None, help="with --expr: the config whose statistics settings apply")
     ex.add_argument("--out", required=True)
     ex.set_defaults(func=_lazy("eznas.export.writing", "cmd_export"))
 
+    px = sub.add_parser("proxies", help="the built-in evolved proxies and baselines")
+    pxsub = px.add_subparsers(dest="proxies_command", required=True, metavar="ACTION")
+    pl = pxsub.add_parser("list", help="list the built-in evolved proxies and the baselines")
+    pl.set_defaults(func=_lazy("eznas.builtin_proxies.command", "cmd_proxies_list"))
+    ps = pxsub.add_parser("show", help="expression, provenance, settings and test figures of a built-in proxy")
+    ps.add_argument("name")
+    ps.set_defaults(func=_lazy("eznas.builtin_proxies.command", "cmd_proxies_show"))
+
     sc = sub.add_parser("score", help="score architectures with a proxy")
     sc.add_argument("--proxy", required=True, action="append",
-                    help="exported .py file, run directory or baseline name; repeat it to score several proxies "
+                    help="exported .py file, run directory, built-in proxy (eznas-nb201, ...) or baseline name; repeat it to score several proxies "
                          "and their rank-average ensemble (column ensemble_rank)")
     sc.add_argument("--space", required=True)
     sc.add_argument("--arch", default=None)
@@ -95,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("nas", help="zero-shot architecture search with a proxy (NB201 table of trained accuracies)")
     n.add_argument("--proxy", required=True, action="append",
-                   help="baseline name, exported .py file or run directory; repeat it for their rank ensemble")
+                   help="baseline or built-in proxy name, exported .py file or run directory; repeat it for their rank ensemble")
     n.add_argument("--space", default="nb201", help="search space (only nb201 has a table of trained accuracies)")
     n.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
     n.add_argument("--budget", type=positive_int, required=True, help="distinct cells to score (failures included)")

@@ -8,25 +8,31 @@ every requested proxy: a baseline name (:mod:`eznas.proxies`), an exported ``.py
 run directory (its hall of fame). Output directory (default ``<run_dir>/evaluation``):
 
 - ``results.md`` / ``results.csv`` / ``results.json``: Spearman rho, Kendall tau and top-10%
-  precision per task, mean and worst over tasks, mean seconds per net per proxy;
+  precision per task, mean and worst over tasks, each rho and tau with a 95 % paired bootstrap
+  interval (:mod:`eznas.intervals`), the difference in rho to the best baseline with its interval,
+  mean seconds per net per proxy (tables: :mod:`eznas.evaluate_tables`);
 - ``scores.csv``: every net's accuracy and scores;
-- ``scatter_<task>.png`` (score vs accuracy per proxy) and ``comparison.png`` (bar chart);
+- ``scatter_<task>.png`` (score vs accuracy per proxy) and ``comparison.png`` (sorted dot plot of
+  rho per task with intervals; figures: :mod:`eznas.evaluate_plots`);
 - ``score_cache.json``: scores keyed by (space, dataset, arch, proxy, seed, batch size, width,
-  depth), rewritten atomically after each net, so adding a proxy or resuming after Ctrl-C
+  depth), plus ``|images=<source>`` only for a cifar100 / ImageNet16-120 task measured with its
+  own images, rewritten atomically after each net, so adding a proxy or resuming after Ctrl-C
   recomputes nothing already done.
+
+Baselines that share a pass (:mod:`eznas.proxies.passes`) are computed together, one pass per net
+per kind. A set-level proxy (``az_nas``) is computed from its per-net components, cached under
+their own proxy names (``az_expressivity``, ...), ranked over the evaluated nets of each task.
 
 ``--published`` adds NASLib's published scores of the same nets as ``"<name> (published)"``.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import importlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,9 +50,16 @@ from eznas.atomic import atomic_write_text
 from eznas.batches import make_batches
 from eznas.ensemble import rank_average
 from eznas.errors import EznasError
-from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
+from eznas.evaluate_plots import plot_comparison, plot_scatter  # noqa: F401  (re-exported)
+from eznas.evaluate_tables import (PerTask, TaskScores, delta_table, image_note, json_safe,  # noqa: F401
+                                   markdown_table, metrics_table, write_csvs)
+from eznas.images import IMAGE_FILES, images_for
+from eznas.intervals import N_BOOT, Intervals, bootstrap, to_json
 from eznas.losses import space_loss
-from eznas.proxies import LossFn
+from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
+from eznas.proxies import LossFn, is_set_level
+from eznas.proxies.passes import score_baselines
+from eznas.proxies.sets import component_proxies, score_set
 from eznas.spaces import build, get_space
 
 CACHE_FILE = "score_cache.json"
@@ -64,6 +77,7 @@ class ProxySpec:
     cache_id: str
     loader: Callable[[], Callable[..., float]]
     baseline: str | None = None  # the registry name, for baselines
+    set_level: bool = False  # a set-level baseline (az_nas): scored from its components' columns
     _fn: Callable[..., float] | None = field(default=None, repr=False)
 
     def score(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -100,10 +114,19 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
     export = _export_module()
     out: list[ProxySpec] = []
     for spec in dict.fromkeys(specs):
+        if is_set_level(spec) and not Path(spec).expanduser().exists():
+            out.append(ProxySpec(spec, spec, _no_loader(spec), baseline=spec, set_level=True))
+            continue
         kind = export.proxy_kind(spec)
         path = Path(spec).expanduser()
         if kind == "run":
             out.extend(_run_proxies(path))
+        elif kind == "builtin":
+            from eznas import builtin_proxies
+
+            ident = hashlib.sha256(repr(builtin_proxies.read(spec)).encode()).hexdigest()[:16]
+            out.append(ProxySpec(spec, f"builtin:{ident}",
+                                 lambda spec=spec: _export_module().load_proxy(spec)))
         elif kind == "file":
             out.append(ProxySpec(path.stem, f"file:{_file_hash(path)}",
                                  lambda path=path: _export_module().load_proxy(str(path))))
@@ -113,6 +136,28 @@ def resolve_proxies(specs: Sequence[str]) -> list[ProxySpec]:
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup is not None:
         raise EznasError(f"two proxies are both named '{dup}'; rename one of the files")
+    return out
+
+
+def _no_loader(name: str) -> Callable[[], Callable[..., float]]:
+    def fail() -> Callable[..., float]:
+        raise EznasError(f"'{name}' is a set-level proxy: it has no per-net score")
+
+    return fail
+
+
+def scoring_specs(specs: list[ProxySpec]) -> list[ProxySpec]:
+    """The per-net specs to score: every non-set-level spec, then the components of each
+    set-level one that are not already requested (cached under their proxy names)."""
+    out = [s for s in specs if not s.set_level]
+    have = {s.cache_id for s in out}
+    for s in specs:
+        if s.set_level:
+            for name in component_proxies(s.baseline or s.label).values():
+                if name not in have:
+                    have.add(name)
+                    out.append(ProxySpec(name, name, lambda name=name: _export_module().load_proxy(name),
+                                         baseline=name))
     return out
 
 
@@ -134,8 +179,11 @@ class ScoreCache:
 
     @staticmethod
     def key(space: str, dataset: str, arch: str, proxy: str, seed: int, batch_size: int,
-            width: int | None, depth: int | None) -> str:
-        return "|".join(str(v) for v in (space, dataset, arch, proxy, seed, batch_size, width, depth))
+            width: int | None, depth: int | None, images: str | None = None) -> str:
+        """``space|dataset|arch|proxy|seed|batch|width|depth``, plus ``|images=<source>`` when
+        ``images`` is given (see :func:`images_key`)."""
+        key = "|".join(str(v) for v in (space, dataset, arch, proxy, seed, batch_size, width, depth))
+        return key if images is None else f"{key}|images={images}"
 
     def get(self, key: str) -> tuple[float, float] | None:
         e = self.entries.get(key)
@@ -152,13 +200,11 @@ class ScoreCache:
 
 
 # ----------------------------------------------------------------------------- scoring
-@dataclass
-class TaskScores:
-    name: str
-    archs: list[str]
-    accuracies: np.ndarray
-    scores: dict[str, np.ndarray]
-    seconds: dict[str, list[float]]
+def images_key(dataset: str, source: str) -> str | None:
+    """The cache key's image suffix: the source only for a benchmark dataset other than CIFAR-10
+    measured with its own images (cifar100.npz, imagenet16_120.npz); None otherwise, so keys made
+    before per-dataset images existed (all measured with CIFAR-10 images) stay valid."""
+    return source if dataset in IMAGE_FILES and source != "cifar10" else None
 
 
 @dataclass
@@ -169,12 +215,29 @@ class Counters:
     first_error: str = ""
 
 
+def _fail(counters: Counters, label: str, error: str) -> None:
+    counters.failed += 1
+    counters.first_error = counters.first_error or f"{label}: {error}"
+
+
 def _score_missing(specs: list[ProxySpec], keys: list[str], cache: ScoreCache,
                    make_model: Callable[[], torch.nn.Module],
                    batch: tuple[torch.Tensor, torch.Tensor, LossFn | None], counters: Counters) -> None:
+    """Score one net: the baselines together (shared passes), then every other proxy."""
     model = make_model()
     x, y, loss = batch
+    base = [(s, k) for s, k in zip(specs, keys) if s.baseline is not None]
+    if base:
+        outcomes = score_baselines([s.baseline for s, _ in base], model, x, y, loss)  # type: ignore[misc]
+        for spec, key in base:
+            o = outcomes[spec.baseline]  # type: ignore[index]
+            if o.error is not None:  # a proxy failing on one net scores NaN (ranked last), reported once
+                _fail(counters, spec.label, o.error)
+            cache.put(key, o.score, o.seconds)
+            counters.computed += 1
     for spec, key in zip(specs, keys):
+        if spec.baseline is not None:
+            continue
         t0 = time.perf_counter()
         try:
             s = spec.score(model, x, y, loss)
@@ -182,25 +245,54 @@ def _score_missing(specs: list[ProxySpec], keys: list[str], cache: ScoreCache,
             raise
         except Exception as e:  # a proxy failing on one net scores NaN (ranked last), reported once
             s = math.nan
-            counters.failed += 1
-            counters.first_error = counters.first_error or f"{spec.label}: {type(e).__name__}: {e}"
+            _fail(counters, spec.label, f"{type(e).__name__}: {e}")
         cache.put(key, s, time.perf_counter() - t0)
         counters.computed += 1
 
 
+def add_set_level(ts: TaskScores, specs: list[ProxySpec], scored: list[ProxySpec]) -> None:
+    """Columns of the set-level specs, combined over the task's nets from their components'
+    columns (which are dropped again unless requested); seconds = the components' sum."""
+    wanted = {s.label for s in specs}
+    for spec in specs:
+        if not spec.set_level:
+            continue
+        comps = component_proxies(spec.baseline or spec.label)
+        label_of = {s.cache_id: s.label for s in scored}
+        cols = {c: ts.scores[label_of[p]] for c, p in comps.items()}
+        if len(ts.archs) >= 2:
+            ts.scores[spec.label] = np.asarray(score_set(spec.baseline or spec.label,
+                                                         [{c: float(v[i]) for c, v in cols.items()}
+                                                          for i in range(len(ts.archs))]), dtype=np.float64)
+        else:
+            ts.scores[spec.label] = np.full(len(ts.archs), np.nan)
+        ts.seconds[spec.label] = [float(sum(v)) for v in zip(*(ts.seconds[label_of[p]] for p in comps.values()))]
+    for s in scored:
+        if s.label not in wanted:
+            ts.scores.pop(s.label, None)
+            ts.seconds.pop(s.label, None)
+    order = [s.label for s in specs]
+    ts.scores = {lab: ts.scores[lab] for lab in order if lab in ts.scores} | ts.scores
+    ts.seconds = {lab: ts.seconds[lab] for lab in order if lab in ts.seconds} | ts.seconds
+
+
 def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec], cache: ScoreCache,
                counters: Counters, progress: bool = True) -> TaskScores:
-    """Scores of every spec on every net of ``task`` (from the cache where present)."""
+    """Scores of every spec on every net of ``task`` (from the cache where present); set-level
+    specs are ranked over the task's nets from their components."""
+    requested, specs = specs, scoring_specs(specs)
     sp = get_space(task.space)
     ev, net = cfg.evaluate, cfg.network
     batches = make_batches(task.dataset, ev.batch_size, cfg.seed, num_classes=sp.num_classes(task.dataset),
                            root=cfg.data_dir, size=sp.input_size(task.dataset))
     batch = (batches.D, batches.targets, space_loss(sp, task.dataset, batches.D, batches.targets, default_none=True))
+    source = images_for(task.dataset, cfg.data_dir, warn=False)[0]
+    suffix = images_key(task.dataset, source)
     scores = {s.label: np.full(len(task), np.nan) for s in specs}
     seconds: dict[str, list[float]] = {s.label: [] for s in specs}
     for i, arch in enumerate(tqdm(task.archs, desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)):
-        keys = [ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size, net.width, net.depth)
-                for s in specs]
+        keys = [ScoreCache.key(sp.name, task.dataset, arch, s.cache_id, cfg.seed, ev.batch_size, net.width, net.depth,
+                               suffix) for s in specs]
         todo = [(s, k) for s, k in zip(specs, keys) if cache.get(k) is None]
         counters.cached += len(specs) - len(todo)
         if todo:
@@ -211,136 +303,16 @@ def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec
         for s, k in zip(specs, keys):
             scores[s.label][i], secs = cache.get(k)  # type: ignore[misc]
             seconds[s.label].append(secs)
-    return TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds)
+    ts = TaskScores(task.name, list(task.archs), task.accuracies, scores, seconds, source)
+    add_set_level(ts, requested, specs)
+    return ts
 
 
 def add_published(ts: TaskScores, task: records.Task, specs: list[ProxySpec]) -> None:
     """Columns ``"<name> (published)"`` for the requested baselines the records publish."""
     for s in specs:
-        if s.baseline and s.baseline in task.published:
+        if s.baseline and not s.set_level and s.baseline in task.published:
             ts.scores[s.baseline + PUBLISHED_SUFFIX] = np.asarray(task.published[s.baseline], dtype=np.float64)
-
-
-# ----------------------------------------------------------------------------- tables
-PerTask = dict[str, dict[str, dict[str, float]]]  # task -> proxy -> metric -> value
-
-
-def metrics_table(tasks: list[TaskScores]) -> tuple[list[str], PerTask, dict[str, dict[str, float]]]:
-    """(proxy labels, {task: {proxy: metrics}}, {proxy: summary over tasks})."""
-    labels = list(dict.fromkeys(lab for t in tasks for lab in t.scores))
-    per_task = {t.name: evaluate_scores(t.scores, t.accuracies) for t in tasks}
-    summary = {lab: summarise({t: m[lab] for t, m in per_task.items() if lab in m}) for lab in labels}
-    return labels, per_task, summary
-
-
-def _fmt(x: float) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:+.3f}" if x < 0 else f"{x:.3f}"
-
-
-def markdown_table(labels: list[str], per_task: PerTask,
-                   summary: dict[str, dict[str, float]], timing: dict[str, float]) -> str:
-    short = {"spearman": "ρ", "kendall": "τ", "top10": "top10%"}
-    head = ["proxy"] + [f"{t} {short[m]}" for t in per_task for m in METRICS]
-    head += [f"{agg} {short[m]}" for m in METRICS for agg in ("mean", "worst")] + ["s/net"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for lab in labels:
-        row = [lab] + [_fmt(per_task[t][lab][m]) if lab in per_task[t] else "—" for t in per_task for m in METRICS]
-        row += [_fmt(summary[lab][f"{agg}_{m}"]) for m in METRICS for agg in ("mean", "worst")]
-        row.append(f"{timing[lab]:.3f}" if lab in timing else "—")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_csvs(out: Path, labels: list[str], per_task: dict, summary: dict, tasks: list[TaskScores]) -> None:
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "proxy", "n", *METRICS])
-        n = {t.name: len(t.archs) for t in tasks}
-        for t, m in per_task.items():
-            for lab in labels:
-                if lab in m:
-                    w.writerow([t, lab, n[t], *(m[lab][k] for k in METRICS)])
-        for agg in ("mean", "worst"):
-            for lab in labels:
-                w.writerow([agg, lab, sum(n.values()), *(summary[lab][f"{agg}_{k}"] for k in METRICS)])
-    with open(out / "scores.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "arch", "accuracy", *labels])
-        for t in tasks:
-            for i, arch in enumerate(t.archs):
-                vals = (t.scores[lab][i] if lab in t.scores else "" for lab in labels)
-                w.writerow([t.name, arch, t.accuracies[i], *vals])
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-# ----------------------------------------------------------------------------- plots
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
-
-
-def plot_scatter(out: Path, t: TaskScores, metrics: dict[str, dict[str, float]]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(t.scores)
-    cols = min(4, len(labels))
-    rows = math.ceil(len(labels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, lab in zip(axes.flat, labels):
-        s = t.scores[lab]
-        ok = np.isfinite(s)
-        ax.scatter(s[ok], t.accuracies[ok], s=6, alpha=0.6)
-        ax.set_title(f"{lab}\nρ={_fmt(metrics[lab]['spearman'])} τ={_fmt(metrics[lab]['kendall'])}", fontsize=8)
-        ax.set_xlabel("score", fontsize=7)
-        ax.set_ylabel("accuracy", fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(labels):]:
-        ax.axis("off")
-    fig.suptitle(t.name, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    path = out / f"scatter_{_slug(t.name)}.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def plot_comparison(out: Path, labels: list[str], per_task: dict, summary: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(per_task) + ["mean"]
-    fig_width = min(24.0, max(6.0, 0.35 * len(labels) * len(groups) + 2))
-    fig, axes = plt.subplots(2, 1, figsize=(fig_width, 7), squeeze=False)
-    width = 0.8 / len(groups)
-    x = np.arange(len(labels))
-    for ax, metric in zip(axes[:, 0], ("spearman", "kendall")):
-        for g, name in enumerate(groups):
-            vals = [summary[lab][f"mean_{metric}"] if name == "mean"
-                    else per_task[name].get(lab, {}).get(metric, np.nan) for lab in labels]
-            ax.bar(x + (g - (len(groups) - 1) / 2) * width, np.nan_to_num(np.asarray(vals, float)), width, label=name)
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(metric)
-        ax.axhline(0, color="black", linewidth=0.5)
-    axes[0, 0].legend(fontsize=7, ncol=len(groups))
-    fig.tight_layout()
-    path = out / "comparison.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 # ----------------------------------------------------------------------------- driver
@@ -353,6 +325,7 @@ class EvaluationResult:
     timing: dict[str, float]
     counters: Counters
     table: str
+    intervals: Intervals | None = None
 
 
 def evaluation_tasks(cfg: config_mod.Config) -> list[records.Task]:
@@ -376,10 +349,18 @@ def add_ensemble(scored: list[TaskScores], specs: list[ProxySpec]) -> None:
         ts.seconds[ENSEMBLE] = [float(sum(v)) for v in zip(*(ts.seconds[m] for m in members))]
 
 
+def proxy_kinds(specs: list[ProxySpec], labels: list[str]) -> dict[str, str]:
+    """Every column's kind for the plots: evolved, ensemble, baseline, set, published."""
+    kinds = {s.label: "set" if s.set_level else "baseline" if s.baseline else "evolved" for s in specs}
+    kinds[ENSEMBLE] = "ensemble"
+    return {lab: "published" if lab.endswith(PUBLISHED_SUFFIX) else kinds.get(lab, "baseline") for lab in labels}
+
+
 def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, published: bool | None = None,
              out: str | os.PathLike | None = None, progress: bool = True,
-             ensemble: bool | None = None) -> EvaluationResult:
-    """Score, tabulate, plot and write everything; see the module docstring."""
+             ensemble: bool | None = None, n_boot: int = N_BOOT) -> EvaluationResult:
+    """Score, tabulate (with ``n_boot`` bootstrap replicates, seeded by the config's seed), plot
+    and write everything; see the module docstring."""
     out_dir = Path(out).expanduser() if out else Path(cfg.run_dir) / "evaluation"
     if os.path.lexists(out_dir) and not out_dir.is_dir():
         raise EznasError(f"output directory {out_dir} exists and is not a directory")
@@ -393,6 +374,9 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
     for task in tasks:
         if len(task) == 0:
             raise EznasError(f"task {task.name}: the '{cfg.evaluate.split}' split is empty")
+        if len(task) < 2 and any(s.set_level for s in specs):
+            raise EznasError(f"task {task.name}: set-level proxies rank nets within the evaluated set and need "
+                             f"at least 2 nets in the '{cfg.evaluate.split}' split, got {len(task)}")
         ts = score_task(cfg, task, specs, cache, counters, progress)
         if published:
             add_published(ts, task, specs)
@@ -401,28 +385,46 @@ def evaluate(cfg: config_mod.Config, proxies: Sequence[str] | None = None, publi
         add_ensemble(scored, specs)
     labels, per_task, summary = metrics_table(scored)
     timing = {lab: float(np.mean([v for t in scored for v in t.seconds[lab]])) for lab in scored[0].seconds}
-    table = markdown_table(labels, per_task, summary, timing)
-    _write_outputs(out_dir, cfg, scored, labels, per_task, summary, timing, counters, table)
-    return EvaluationResult(out_dir, labels, per_task, summary, timing, counters, table)
+    baselines = [s.label for s in specs if s.baseline]
+    iv = bootstrap({t.name: (t.scores, t.accuracies) for t in scored},
+                   {t: {lab: m[lab]["spearman"] for lab in m} for t, m in per_task.items()},
+                   baselines, n_boot=n_boot, seed=cfg.seed) if all(len(t.archs) >= 2 for t in scored) else None
+    table = markdown_table(labels, per_task, summary, timing, iv)
+    _write_outputs(out_dir, cfg, scored, labels, per_task, summary, timing, counters, table, iv,
+                   proxy_kinds(specs, labels))
+    return EvaluationResult(out_dir, labels, per_task, summary, timing, counters, table, iv)
 
 
 def _write_outputs(out: Path, cfg: config_mod.Config, scored: list[TaskScores], labels: list[str], per_task: dict,
-                   summary: dict, timing: dict, counters: Counters, table: str) -> None:
+                   summary: dict, timing: dict, counters: Counters, table: str, iv: Intervals | None,
+                   kinds: dict[str, str]) -> None:
     header = (f"# Proxy evaluation: split '{cfg.evaluate.split}', seed {cfg.seed}, batch {cfg.evaluate.batch_size}, "
               f"width {cfg.network.width or 'default'}, depth {cfg.network.depth or 'default'}\n\n"
-              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. Images: CIFAR-10 for "
-              f"every dataset (resized for 16x16 tasks; head sized for the task's classes). "
-              f"s/net: mean seconds per net.\n\n")
-    (out / "results.md").write_text(header + table)
-    write_csvs(out, labels, per_task, summary, scored)
+              f"Nets per task: {', '.join(f'{t.name} {len(t.archs)}' for t in scored)}. "
+              f"{image_note(scored, cfg.tasks)} "
+              f"s/net: mean seconds per net (baselines computed in one shared pass split its time).")
+    if iv is not None:
+        header += (f" Brackets: 95 % paired bootstrap interval ({iv.n_boot} resamples of the nets, seed {iv.seed}; "
+                   f"mean and worst: per resample over tasks).")
+    if any(k == "set" for k in kinds.values()):
+        header += " Set-level proxies (az_nas) rank each net within the evaluated nets of its task."
+    text = header + "\n\n" + table
+    deltas = delta_table(labels, iv) if iv is not None else ""
+    if deltas:
+        text += ("\n## Difference to the best baseline\n\nΔρ = ρ(proxy) − ρ(best baseline of the column), "
+                 "paired 95 % bootstrap interval; better / worse when the interval excludes 0, else tie.\n\n" + deltas)
+    (out / "results.md").write_text(text)
+    write_csvs(out, labels, per_task, summary, scored, iv)
     doc = {"config": config_mod.to_dict(cfg), "n_nets": {t.name: len(t.archs) for t in scored},
+           "images": {t.name: t.images for t in scored},
            "tasks": per_task, "summary": summary, "seconds_per_net": timing,
+           "intervals": to_json(iv) if iv is not None else None,
            "scores": {"computed": counters.computed, "cached": counters.cached, "failed": counters.failed,
                       "first_error": counters.first_error}}
-    (out / "results.json").write_text(json.dumps(_json_safe(doc), indent=1))
+    (out / "results.json").write_text(json.dumps(json_safe(doc), indent=1))
     for t in scored:
         plot_scatter(out, t, per_task[t.name])
-    plot_comparison(out, labels, per_task, summary)
+    plot_comparison(out, labels, per_task, summary, kinds, iv, {t.name: len(t.archs) for t in scored})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

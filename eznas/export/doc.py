@@ -57,10 +57,32 @@ def _settings_lines(st: ProxySettings) -> list[str]:
     ]
 
 
+def _headline(prov: dict[str, Any]) -> str:
+    if prov.get("kind") == "expression":
+        return f"Zero-cost NAS proxy exported by eznas from an expression (settings of {prov.get('config')})."
+    if prov.get("kind") == "builtin":
+        return f"Zero-cost NAS proxy exported by eznas: the built-in evolved proxy {prov.get('name')}."
+    return f"Zero-cost NAS proxy exported by eznas: rank {prov.get('rank')} of run {prov.get('run_dir')}."
+
+
+def _origin_lines(prov: dict[str, Any]) -> list[str]:
+    if prov.get("kind") == "expression":
+        return ["    source            an expression given to `eznas export --expr`",
+                f"    config            {prov.get('config')}",
+                f"    seed              {prov.get('seed')}",
+                f"    primitive set     {prov.get('primitive_set')}",
+                f"    tasks             {', '.join(prov.get('tasks', []))}",
+                f"    exported          {prov.get('exported')} by eznas {eznas.__version__}"]
+    if prov.get("kind") == "builtin":
+        return [*("    " + ln if ln else "" for ln in str(prov.get("description", "")).splitlines()),
+                f"    exported          {prov.get('exported')} by eznas {eznas.__version__}"]
+    return _provenance_lines(prov)
+
+
 def docstring(meta: dict[str, Any], st: ProxySettings) -> str:
     prov = meta["provenance"]
     lines = [
-        f"Zero-cost NAS proxy exported by eznas: rank {prov.get('rank')} of run {prov.get('run_dir')}.",
+        _headline(prov),
         "",
         "Needs only PyTorch. ``score(model, inputs, targets) -> float`` (higher: predicted better);",
         "``unit_scores`` and ``statistics`` give the per-unit scores and the sketched statistics.",
@@ -75,7 +97,7 @@ def docstring(meta: dict[str, Any], st: ProxySettings) -> str:
         "or P (perturbed data); gX, gZ, gA, gW their loss gradients (\\nabla in LaTeX).",
         "",
         "Provenance",
-        *_provenance_lines(prov),
+        *_origin_lines(prov),
         "",
         "Settings (the search's)",
         *_settings_lines(st),

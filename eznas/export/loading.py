@@ -171,10 +171,14 @@ class Run:
         return entry
 
     def settings(self) -> ProxySettings:
-        c = self.cfg
-        return ProxySettings(R=c.stats.R, s=c.stats.s, seed=c.seed, noise_scale=float(c.stats.noise_scale),
-                             unit_aggregate=c.search.unit_aggregate, batch_size=c.stats.batch_size,
-                             width=c.network.width, depth=c.network.depth, cache_dtype=c.stats.dtype)
+        return config_settings(self.cfg)
+
+
+def config_settings(c: Any) -> ProxySettings:
+    """The proxy settings of a config (:class:`eznas.config.Config`): its statistics and unit aggregation."""
+    return ProxySettings(R=c.stats.R, s=c.stats.s, seed=c.seed, noise_scale=float(c.stats.noise_scale),
+                         unit_aggregate=c.search.unit_aggregate, batch_size=c.stats.batch_size,
+                         width=c.network.width, depth=c.network.depth, cache_dtype=c.stats.dtype)
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
@@ -270,21 +274,31 @@ def _trusted_module(path: Path) -> Callable[..., float]:
 
 # ----------------------------------------------------------------------------- dispatch
 def proxy_kind(path_or_name: str | os.PathLike) -> str:
-    """What a proxy argument names: ``"file"``, ``"run"`` (a run directory) or ``"baseline"``;
-    a one-line error for a missing path or an unknown name."""
+    """What a proxy argument names: ``"file"``, ``"run"`` (a run directory), ``"builtin"`` (a
+    built-in evolved proxy, :mod:`eznas.builtin_proxies`) or ``"baseline"``; a one-line error for
+    a missing path or an unknown name."""
     spec = os.fspath(path_or_name)
     path = Path(spec).expanduser()
     if path.is_file():
         return "file"
     if path.is_dir():
         return "run"
+    from eznas import builtin_proxies
     from eznas.proxies import get_proxy, proxy_names
+
+    if builtin_proxies.is_builtin(spec):
+        return "builtin"
+    if spec.startswith(builtin_proxies.PREFIX) and spec not in proxy_names():
+        builtin_proxies.read(spec)  # raises the unknown-name error listing the built-in proxies
 
     if spec in proxy_names():
         return "baseline"
     if spec.endswith(".py") or os.sep in spec or "/" in spec:
         raise EznasError(f"proxy file or run directory not found: {spec}")
-    get_proxy(spec)  # raises the unknown-name error listing the valid names
+    try:
+        get_proxy(spec)  # raises the unknown-name error listing the valid names
+    except EznasError as e:
+        raise EznasError(f"{e}; built-in evolved proxies: {', '.join(builtin_proxies.names()) or 'none'}") from None
     return "baseline"
 
 
@@ -292,6 +306,7 @@ def load_proxy(path_or_name: str | os.PathLike, trust: bool = False) -> Callable
     """A proxy ``(model, inputs, targets, loss_fn=None, ...) -> float`` from:
 
     - the name of a built-in baseline (:mod:`eznas.proxies`), e.g. ``"synflow"``;
+    - the name of a built-in evolved proxy (:mod:`eznas.builtin_proxies`), e.g. ``"eznas-nb201"``;
     - a file written by ``eznas export``: parsed, never executed (see the module docstring);
       with ``trust=True`` any ``.py`` file defining ``score`` is imported and its ``score`` returned;
     - a run directory: its rank-1 hall-of-fame program (:func:`load_run_proxies` gives them all).
@@ -303,6 +318,10 @@ def load_proxy(path_or_name: str | os.PathLike, trust: bool = False) -> Callable
         return _trusted_module(path) if trust else _parsed_file_proxy(path)
     if kind == "run":
         return next(iter(load_run_proxies(spec).values()))
+    if kind == "builtin":
+        from eznas import builtin_proxies
+
+        return builtin_proxies.load(spec)
     from eznas.proxies import get_proxy
 
     return get_proxy(spec)

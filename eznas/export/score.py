@@ -17,6 +17,7 @@ from torch import nn
 from eznas.atomic import atomic_write_text, check_output
 from eznas.errors import EznasError
 from eznas.export.loading import call_proxy, load_proxy, noise_scale_of
+from eznas.proxies import is_set_level
 from eznas.progress import progress
 
 #: seconds between rewrites of the partial --out file while scoring
@@ -53,11 +54,30 @@ def scorer(proxy: Callable[..., float], space: Any, dataset: str, batches: Any) 
                                     perturbed=batches.P)
 
 
-def _csv_text(header: list[str], rows: list[tuple[str, list[float]]]) -> str:
+def components_scorer(name: str, space: Any, dataset: str, batches: Any) -> Callable[[nn.Module], Any]:
+    """One net's component scores of the set-level proxy ``name`` (a dict, combined later)."""
+    from eznas.losses import space_loss
+    from eznas.proxies import component_scores
+
+    loss = space_loss(space, dataset, batches.D, batches.targets, default_none=True)
+    return lambda model: component_scores(name, model, batches.D, batches.targets, loss_fn=loss)
+
+
+def combine_set_level(rows: list[tuple[str, list[Any]]], names: list[str],
+                      set_level: list[str]) -> list[tuple[str, list[float]]]:
+    """Replace each set-level column's component dicts by its scores over all the rows."""
+    from eznas.proxies import score_set
+
+    cols = {n: score_set(n, [vals[names.index(n)] for _, vals in rows]) for n in set_level}
+    return [(a, [cols[n][i] if n in cols else v for n, v in zip(names, vals)]) for i, (a, vals) in enumerate(rows)]
+
+
+def _csv_text(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["arch", *header])
-    w.writerows([a, *(repr(float(v)) for v in vals)] for a, vals in rows)
+    # a set-level column still holding component dicts (a partial save) is written as nan
+    w.writerows([a, *(repr(float(v)) if not isinstance(v, dict) else "nan" for v in vals)] for a, vals in rows)
     return buf.getvalue()
 
 
@@ -91,9 +111,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         archs = read_archs(args.archs, sp)
     names = list(dict.fromkeys(args.proxy))
+    set_level = [n for n in names if is_set_level(n) and not Path(n).expanduser().exists()]
+    if set_level and len(archs) < 2:
+        raise EznasError(f"'{set_level[0]}' is a set-level proxy: it ranks architectures within the given set and "
+                         f"has no score for a single one; give --archs FILE with at least 2 architectures")
     batches_by_scale: dict[float, Any] = {}
     runs = []
     for name in names:
+        if name in set_level:
+            if 0.1 not in batches_by_scale:
+                batches_by_scale[0.1] = make_batches(args.dataset, args.batch_size, args.seed,
+                                                     num_classes=sp.num_classes(args.dataset), root=args.data_dir,
+                                                     size=sp.input_size(args.dataset))
+            runs.append(components_scorer(name, sp, args.dataset, batches_by_scale[0.1]))
+            continue
         proxy = load_proxy(name, trust=args.trust)
         scale = noise_scale_of(proxy)
         scale = 0.1 if scale is None else scale
@@ -121,6 +152,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         for name, value in zip(names, rows[0][1]):
             print(f"{value:.10g}" if len(names) == 1 else f"{name}: {value:.10g}")
         return 0
+    if set_level:
+        rows = combine_set_level(rows, names, set_level)
+        print(f"note: {', '.join(set_level)} ranks each architecture within the {len(archs)} given (a set-level "
+              f"proxy: the sum of log(rank / N) of its components); scores change with the set", file=sys.stderr)
     table = np.asarray([r for _, r in rows], dtype=np.float64)
     if len(names) > 1:  # rank average over the given proxies, over the listed architectures
         table = np.column_stack([table, rank_average([table[:, j] for j in range(len(names))])])

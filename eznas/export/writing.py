@@ -1,4 +1,6 @@
-"""Writing proxies: ``eznas export RUN_DIR [--rank K] --out proxy.py``.
+"""Writing proxies: ``eznas export RUN_DIR [--rank K] --out proxy.py``, ``eznas export NAME --out
+proxy.py`` (a built-in evolved proxy) and ``eznas export --expr EXPR --config CONFIG --out proxy.py``
+(any expression, with the statistics settings of a config).
 
 The module written needs only torch. It holds, in this order: its settings; the code of
 :mod:`eznas.runtime` copied verbatim from the runtime's files (hooks, sketch indices, D / N / P
@@ -32,7 +34,7 @@ from eznas import runtime
 from eznas import simplify as simp
 from eznas.atomic import atomic_write_text, check_output
 from eznas.errors import EznasError
-from eznas.export.loading import FORMAT, HASH_PREFIX, MARKER, ProxySettings, Run, load_run
+from eznas.export.loading import FORMAT, HASH_PREFIX, MARKER, ProxySettings, Run, config_settings, load_run
 from eznas.export.doc import docstring
 
 #: modules the exported code may import: the standard library ones the runtime uses, and torch
@@ -274,11 +276,71 @@ def export_proxy(run_dir: str | os.PathLike, out: str | os.PathLike, rank: int =
     return ExportResult(out_path, raw_text, meta["expression"], meta["latex"], files)
 
 
+def _write(out_path: Path, raw_text: str, expr: simp.Expr, st: ProxySettings, prov: dict[str, Any]) -> ExportResult:
+    meta = {"format": FORMAT, "expression": simp.to_infix(expr), "raw_expression": raw_text,
+            "latex": simp.to_latex(expr), "settings": asdict(st), "provenance": prov}
+    atomic_write_text(out_path, module_source(expr, meta, st))
+    return ExportResult(out_path, raw_text, meta["expression"], meta["latex"], [])
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def export_expression(text: str, config: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
+    """Write expression ``text`` (infix, parsed in the config's primitive set: an unknown name is one
+    error line with its column) as a standalone module with the statistics settings of ``config``."""
+    from eznas import config as config_mod
+    from eznas import program
+
+    out_path = check_output(Path(out).expanduser(), "--out")
+    cfg_path = Path(config).expanduser()
+    cfg = config_mod.load(cfg_path)
+    raw_text = " ".join(str(text).split())
+    parsed = program.parse_expression(raw_text, program.load_primitive_set(cfg.search.primitive_set))
+    prov = {"kind": "expression", "config": str(cfg_path.resolve()), "seed": cfg.seed,
+            "primitive_set": cfg.search.primitive_set, "tasks": [f"{t.space}/{t.dataset}" for t in cfg.tasks],
+            "exported": _now(), "eznas_version": eznas.__version__}
+    return _write(out_path, raw_text, simp.simplify(parsed), config_settings(cfg), prov)
+
+
+def export_builtin(name: str, out: str | os.PathLike) -> ExportResult:
+    """Write built-in evolved proxy ``name`` (:mod:`eznas.builtin_proxies`) as a standalone module."""
+    from eznas import builtin_proxies
+
+    out_path = check_output(Path(out).expanduser(), "--out")
+    proxy = builtin_proxies.load(name)
+    b = builtin_proxies.read(name)
+    prov = {"kind": "builtin", "name": name, "description": builtin_proxies.describe(name), "exported": _now(),
+            "eznas_version": eznas.__version__, "provenance": b.provenance, "test": b.test}
+    return _write(out_path, b.expression, proxy.expression, proxy.settings, prov)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    res = export_proxy(args.run_dir, args.out, args.rank)
-    print(f"exported rank {args.rank} of {args.run_dir} -> {res.out}")
+    from eznas import builtin_proxies
+
+    if args.expr is not None:
+        if args.run_dir is not None:
+            raise EznasError("give either a run directory / built-in proxy or --expr, not both")
+        if args.config is None:
+            raise EznasError("--expr needs --config CONFIG (its statistics settings and primitive set)")
+        res = export_expression(args.expr, args.config, args.out)
+        print(f"exported the expression with the settings of {args.config} -> {res.out}")
+    elif args.run_dir is None:
+        raise EznasError("give a run directory, a built-in proxy name (eznas proxies list) or --expr EXPR")
+    elif args.config is not None:
+        raise EznasError("--config goes with --expr only (a run directory carries its own config)")
+    elif not Path(args.run_dir).expanduser().exists() and args.run_dir.startswith(builtin_proxies.PREFIX):
+        if args.rank != 1:
+            raise EznasError("--rank applies to run directories, not to a built-in proxy")
+        res = export_builtin(args.run_dir, args.out)
+        print(f"exported built-in proxy {args.run_dir} -> {res.out}")
+    else:
+        res = export_proxy(args.run_dir, args.out, args.rank)
+        print(f"exported rank {args.rank} of {args.run_dir} -> {res.out}")
     print(f"  raw:        {res.raw}")
     print(f"  simplified: {res.simplified}")
     print(f"  LaTeX:      {res.latex}")
-    print(f"  wrote {', '.join(str(p) for p in res.run_files)}")
+    if res.run_files:
+        print(f"  wrote {', '.join(str(p) for p in res.run_files)}")
     return 0

@@ -15,6 +15,10 @@ Set-level proxies (:mod:`eznas.proxies.sets`, e.g. ``az_nas``) rank per-net comp
 set of nets; they are not per-net proxies: :func:`get_proxy` refuses them, :func:`score_set`
 scores a list of nets (or of their :func:`component_scores`), :func:`components_of` names the
 components.
+
+:func:`eznas.proxies.passes.score_baselines` scores several baselines of one net with one pass per
+kind where they share it (e.g. snip, grad_norm, fisher, nwot from one forward/backward), with the
+scores of running them one by one.
 """
 from __future__ import annotations
 

@@ -31,7 +31,11 @@ def jacov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
     """Jacobian covariance (Mellor et al. 2020 v1, NASLib's version): C = corrcoef of the
     per-sample input Jacobians of the summed output; score -sum_i (log(v_i + 1e-5) + 1/(v_i + 1e-5))
     over C's eigenvalues v (maximum -batch size). NaN when C is undefined."""
-    jac, _ = input_jacobian(model, inputs)
+    return jacov_value(input_jacobian(model, inputs)[0])
+
+
+def jacov_value(jac: np.ndarray) -> float:
+    """jacov from the per-sample input Jacobians of :func:`input_jacobian`."""
     with np.errstate(all="ignore"):
         corrs = np.corrcoef(jac)
     if not np.isfinite(corrs).all():
@@ -53,20 +57,30 @@ def nwot(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn:
     One batch, BatchNorm in training mode."""
     net = working_copy(model)
     x, _ = to_device(net, inputs, targets)
-    n = x.shape[0]
-    K = torch.zeros((n, n), dtype=torch.float64)
-
-    def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        c = (inp[0].detach().reshape(n, -1) > 0).float()
-        K.add_((c @ c.t() + (1.0 - c) @ (1.0 - c).t()).double().cpu())
-
-    handles = [m.register_forward_hook(hook) for m in _relu_modules(net)]
+    K, handles = nwot_hooks(net, x.shape[0])
     try:
         with torch.no_grad():
             net(x)
     finally:
         for h in handles:
             h.remove()
+    return nwot_value(K)
+
+
+def nwot_hooks(net: nn.Module, n: int) -> tuple[torch.Tensor, list]:
+    """The NASWOT kernel (n x n, float64, zero) and the forward hooks on ``net``'s ReLUs that add
+    every forward pass's binary codes to it (shared with :mod:`eznas.proxies.passes`)."""
+    K = torch.zeros((n, n), dtype=torch.float64)
+
+    def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        c = (inp[0].detach().reshape(n, -1) > 0).float()
+        K.add_((c @ c.t() + (1.0 - c) @ (1.0 - c).t()).double().cpu())
+
+    return K, [m.register_forward_hook(hook) for m in _relu_modules(net)]
+
+
+def nwot_value(K: torch.Tensor) -> float:
+    """log|det K| of the NASWOT kernel."""
     _, logdet = np.linalg.slogdet(K.numpy())
     return finite_or_nan(float(logdet))
 
@@ -90,6 +104,11 @@ def epe_nas(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_
     Score sum_c |s_c| for <= 100 outputs, else s_c divided by the class's sample count and
     score sum_{c,c'} |s_c - s_c'| / classes seen. Targets must be class labels; NaN otherwise."""
     jac, n_classes = input_jacobian(model, inputs)
+    return epe_nas_value(jac, n_classes, targets)
+
+
+def epe_nas_value(jac: np.ndarray, n_classes: int, targets: torch.Tensor) -> float:
+    """EPE-NAS from the input Jacobians and output width of :func:`input_jacobian`."""
     labels = targets.detach().cpu().numpy()
     if labels.ndim != 1 or labels.shape[0] != jac.shape[0]:
         return math.nan

@@ -53,7 +53,11 @@ def synflow(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_
 def snip(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> float:
     """SNIP (Lee et al. 2019) as NASLib: sum |w * dL/dw| over Conv2d/Linear weights, one batch,
     BatchNorm in training mode, no log."""
-    weights, grads = _weight_grads(model, inputs, targets, loss_fn)
+    return snip_value(*_weight_grads(model, inputs, targets, loss_fn))
+
+
+def snip_value(weights: list[torch.Tensor], grads: list[torch.Tensor | None]) -> float:
+    """SNIP from one pass's Conv2d/Linear weights and gradients (shared with :mod:`eznas.proxies.passes`)."""
     return finite_or_nan(sum(float((w * g).abs().sum()) for w, g in zip(weights, grads) if g is not None))
 
 
@@ -62,6 +66,11 @@ def grad_norm(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, los
     """Gradient norm as NASLib: sum over Conv2d/Linear layers of the L2 norm of dL/dw (not squared),
     one batch, BatchNorm in training mode."""
     _, grads = _weight_grads(model, inputs, targets, loss_fn)
+    return grad_norm_value(grads)
+
+
+def grad_norm_value(grads: list[torch.Tensor | None]) -> float:
+    """grad_norm from one pass's Conv2d/Linear gradients."""
     return finite_or_nan(sum(float(g.norm()) for g in grads if g is not None))
 
 
@@ -69,7 +78,11 @@ def grad_norm(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, los
 def plain(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> float:
     """Plain (Mozaffari / Abdelfattah et al. 2021): sum of w * dL/dw (signed) over Conv2d/Linear
     weights, one batch, BatchNorm in training mode."""
-    weights, grads = _weight_grads(model, inputs, targets, loss_fn)
+    return plain_value(*_weight_grads(model, inputs, targets, loss_fn))
+
+
+def plain_value(weights: list[torch.Tensor], grads: list[torch.Tensor | None]) -> float:
+    """plain from one pass's Conv2d/Linear weights and gradients."""
     return finite_or_nan(sum(float((w * g).sum()) for w, g in zip(weights, grads) if g is not None))
 
 
@@ -83,6 +96,14 @@ def grasp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
     loss = loss_or_default(loss_fn)
     weights = [m.weight for m in weight_layers(net)]
     g = torch.autograd.grad(loss(net(x), y), weights, allow_unused=True)
+    return grasp_value(net, x, y, loss, weights, list(g))
+
+
+def grasp_value(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn, weights: list[torch.Tensor],
+                g: list[torch.Tensor | None]) -> float:
+    """GraSP's second part, given the first pass's gradients ``g`` of ``weights`` (shared with
+    :mod:`eznas.proxies.passes`): Hg from a create_graph pass, score sum(-w * Hg). Leaves the
+    weights' ``.grad`` holding Hg."""
     gf = torch.autograd.grad(loss(net(x), y), weights, create_graph=True, allow_unused=True)
     z = sum((a.detach() * b).sum() for a, b in zip(g, gf) if a is not None and b is not None)
     if not isinstance(z, torch.Tensor) or not z.requires_grad:
@@ -92,7 +113,7 @@ def grasp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
     return finite_or_nan(sum(float((-w.detach() * w.grad).sum()) for w in weights if w.grad is not None))
 
 
-def _fisher_hooks(layers: list[nn.Module], fisher: dict[int, torch.Tensor]) -> list:
+def fisher_hooks(layers: list[nn.Module], fisher: dict[int, torch.Tensor]) -> list:
     """Forward hooks that attach a gradient hook to each layer output: per channel
     0.5 * mean_n (sum_spatial act * grad)^2, accumulated in ``fisher``."""
 
@@ -122,12 +143,17 @@ def fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_f
     x, y = to_device(net, inputs, targets)
     layers = weight_layers(net)
     values: dict[int, torch.Tensor] = {}
-    handles = _fisher_hooks(layers, values)
+    handles = fisher_hooks(layers, values)
     try:
         backward_loss(net, x, y, loss_or_default(loss_fn))
     finally:
         for h in handles:
             h.remove()
+    return fisher_value(layers, values)
+
+
+def fisher_value(layers: list[nn.Module], values: dict[int, torch.Tensor]) -> float:
+    """Fisher from the per-channel values :func:`fisher_hooks` accumulated during one backward pass."""
     total = sum(float(values[i].abs().sum()) * int(np.prod(m.weight.shape[1:]))
                 for i, m in enumerate(layers) if i in values)
     return finite_or_nan(total)

@@ -39,18 +39,20 @@ class SetProxy:
     components: tuple[str, ...]
     combine: Combine
     components_fn: ComponentsFn
+    proxy_prefix: str = ""  # component c is also the per-net proxy f"{proxy_prefix}{c}"
 
 
 _SET_REGISTRY: dict[str, SetProxy] = {}
 
 
-def register_set(name: str, components: tuple[str, ...], components_fn: ComponentsFn) -> Callable[[Combine], Combine]:
+def register_set(name: str, components: tuple[str, ...], components_fn: ComponentsFn,
+                 proxy_prefix: str = "") -> Callable[[Combine], Combine]:
     """Decorator: register ``combine`` as the set-level proxy ``name``."""
 
     def deco(combine: Combine) -> Combine:
         if name in _SET_REGISTRY:
             raise KeyError(f"duplicate set-level proxy name {name!r}")
-        _SET_REGISTRY[name] = SetProxy(name, tuple(components), combine, components_fn)
+        _SET_REGISTRY[name] = SetProxy(name, tuple(components), combine, components_fn, proxy_prefix)
         return combine
 
     return deco
@@ -74,6 +76,13 @@ def get_set_proxy(name: str) -> SetProxy:
 def components_of(name: str) -> tuple[str, ...]:
     """The per-net component names the set-level proxy ``name`` combines."""
     return get_set_proxy(name).components
+
+
+def component_proxies(name: str) -> dict[str, str]:
+    """{component: the per-net proxy registered for it} of the set-level proxy ``name`` (e.g.
+    ``expressivity`` -> ``az_expressivity``), so per-net scores can be cached under proxy names."""
+    sp = get_set_proxy(name)
+    return {c: f"{sp.proxy_prefix}{c}" for c in sp.components}
 
 
 def component_scores(name: str, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -126,7 +135,8 @@ def _az_components(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     return az_components(model, inputs, targets, loss_fn)
 
 
-@register_set("az_nas", ("expressivity", "progressivity", "trainability", "complexity"), _az_components)
+@register_set("az_nas", ("expressivity", "progressivity", "trainability", "complexity"), _az_components,
+              proxy_prefix="az_")
 def az_nas(comps: Sequence[ComponentScores]) -> list[float]:
     """AZ-NAS (Lee & Ham, CVPR 2024), the official NB201 rank aggregation: each component
     (expressivity, progressivity, trainability, complexity = FLOPs; see
@@ -138,4 +148,4 @@ def az_nas(comps: Sequence[ComponentScores]) -> list[float]:
 
 
 __all__ = ["SetProxy", "register_set", "set_proxy_names", "is_set_level", "get_set_proxy", "components_of",
-           "component_scores", "score_set", "az_nas"]
+           "component_proxies", "component_scores", "score_set", "az_nas"]
