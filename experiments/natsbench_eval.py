@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="cifar10,cifar100,ImageNet16-120")
     ap.add_argument("--resamples", type=int, default=intervals.N_BOOT)
+    ap.add_argument("--limit", type=int, default=None, help="first N test cells only (a quick check)")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     cfg = config_mod.load(NATS_CONFIG)
     programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         tc = next(t for t in cfg.tasks if t.dataset == ds)
         task = records.load_task(tc.space, tc.dataset, cfg.data_dir, tc.benchmark)
         test = task.split(cfg.seed, cfg.split.evolve, cfg.split.validate, cfg.split.test)["test"]
+        if args.limit:
+            test = test.subset(list(range(min(args.limit, len(test)))))
         t0 = time.perf_counter()
         cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg)}
         columns[test.name] = (cols, np.asarray(test.accuracies, dtype=np.float64))
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                   "delta_vs_best_baseline": ([iv.delta[t][lab].value, *iv.delta[t][lab].interval]
                                              if lab in iv.delta[t] else None)}
             for lab, v in d.items()}
-    OUT.write_text(json.dumps(json_safe(doc), indent=1))
+    args.out.write_text(json.dumps(json_safe(doc), indent=1))
     print(markdown(doc))
     return 0
 

@@ -227,7 +227,9 @@ def main() -> None:
                 ck = Path(r.get("run_dir", "")) / "checkpoint.json"
                 if "evaluations" not in r and ck.is_file():
                     c = json.loads(ck.read_text())
-                    r.update(evaluations=c["evals"], generations=c["gen"], search_cpu_loop_s=c["seconds"])
+                    tm = ck.with_name("timings.json")  # the wall clock moved out of the checkpoint
+                    secs = c["seconds"] if "seconds" in c else json.loads(tm.read_text())["seconds"]
+                    r.update(evaluations=c["evals"], generations=c["gen"], search_cpu_loop_s=secs)
             if "searches_s" not in entry and "pipeline_s" in entry:  # stored by a one-phase run
                 entry["searches_s"] = entry["pipeline_s"] - entry["baselines_s"]
             base_cfg = TRANSFER_TARGET if args.setting == "transfer" else cfg_path

@@ -6,10 +6,12 @@ Ctrl-C exits 130 after the running step has saved what it finished.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from eznas.argtypes import OneLineParser, positive_int, seed_int
 from eznas.errors import EznasError
 
 
@@ -24,7 +26,7 @@ DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (defaul
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="eznas", description="Discover zero-cost NAS proxies with genetic programming.")
+    p = OneLineParser(prog="eznas", description="Discover zero-cost NAS proxies with genetic programming.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="download or verify the benchmark data")
@@ -42,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv = ssub.add_parser("verify", help="build every benchmark architecture and compare its parameter count")
     sv.add_argument("--space", required=True)
     sv.add_argument("--dataset", default=None, help="one task (default: every task of the space)")
-    sv.add_argument("--limit", type=int, default=None, help="check only the first N architectures per task")
+    sv.add_argument("--limit", type=positive_int, default=None, help="check only the first N architectures per task")
     sv.add_argument("--data-dir", default=None)
     sv.set_defaults(func=_lazy("eznas.verify", "cmd_spaces_verify"))
 
     st = sub.add_parser("stats", help="build the statistics cache for a config's tasks")
     st.add_argument("config")
-    st.add_argument("--workers", type=int, default=None, help="worker processes (default: config stats.workers)")
+    st.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: config stats.workers)")
     st.add_argument("--device", default=None, help=DEVICE_HELP)
     st.add_argument("--backend", choices=["serial", "process", "ray"], default=None,
                     help="where the nets are computed (default: config stats.backend); ray joins RAY_ADDRESS")
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--ensemble", action="store_true",
                     help="add the rank average of the evolved proxies as a column 'ensemble'")
     ea.add_argument("--device", default=None, help=DEVICE_HELP)
-    ea.add_argument("--workers", type=int, default=None, help="workers scoring nets (default: config evaluate.workers)")
+    ea.add_argument("--workers", type=positive_int, default=None, help="workers scoring nets (default: config evaluate.workers)")
     ea.set_defaults(func=_lazy("eznas.evaluate", "cmd_evaluate"))
 
     tr = sub.add_parser("transfer", help="score a finished run's hall of fame on another config's tasks")
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write an evolved proxy as a standalone module")
     ex.add_argument("run_dir", nargs="?", default=None,
                     help="run directory, or the name of a built-in evolved proxy (eznas proxies list)")
-    ex.add_argument("--rank", type=int, default=1)
+    ex.add_argument("--rank", type=positive_int, default=1)
     ex.add_argument("--expr", default=None, help="an expression (infix) to export instead of a run's program")
     ex.add_argument("--config", default=None, help="with --expr: the config whose statistics settings apply")
     ex.add_argument("--out", required=True)
@@ -106,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--archs", default=None, help="file with one arch key per line")
     sc.add_argument("--dataset", default="cifar10")
     sc.add_argument("--out", default=None, help="CSV output for --archs")
-    sc.add_argument("--seed", type=int, default=0)
-    sc.add_argument("--batch-size", type=int, default=64)
+    sc.add_argument("--seed", type=seed_int, default=0)
+    sc.add_argument("--batch-size", type=positive_int, default=64)
     sc.add_argument("--data-dir", default=None)
     sc.add_argument("--trust", action="store_true", help="run the proxy file as Python (otherwise it is only parsed, never executed)")
     sc.add_argument("--device", default="auto", help=DEVICE_HELP.replace("config device", "auto"))
@@ -118,12 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="baseline or built-in proxy name, exported .py file or run directory; repeat it for their rank ensemble")
     n.add_argument("--space", default="nb201", help="search space (only nb201 has a table of trained accuracies)")
     n.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
-    n.add_argument("--budget", type=int, required=True, help="distinct cells to score (failures included)")
-    n.add_argument("--seed", type=int, default=0, help="search seed, also the network and batch seed")
+    n.add_argument("--budget", type=positive_int, required=True, help="distinct cells to score (failures included)")
+    n.add_argument("--seed", type=seed_int, default=0, help="search seed, also the network and batch seed")
     n.add_argument("--strategy", choices=["random", "evolution"], default="random")
-    n.add_argument("--population", type=int, default=20, help="evolution: population size")
-    n.add_argument("--sample-size", type=int, default=5, help="evolution: tournament size")
-    n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--population", type=positive_int, default=20, help="evolution: population size")
+    n.add_argument("--sample-size", type=positive_int, default=5, help="evolution: tournament size")
+    n.add_argument("--batch-size", type=positive_int, default=64)
     n.add_argument("--out", default=None,
                    help="output directory (default nas-<space>-<dataset>); its score cache makes a rerun resume")
     n.add_argument("--data-dir", default=None)
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
     bb = bsub.add_parser("build", help="sample and train architectures, write a benchmark file")
     bb.add_argument("config")
-    bb.add_argument("--workers", type=int, default=None)
+    bb.add_argument("--workers", type=positive_int, default=None)
     bb.set_defaults(func=_lazy("eznas.benchbuild", "cmd_bench_build"))
     return p
 
@@ -164,7 +166,10 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, one line printed by OneLineParser)
+        return e.code if isinstance(e.code, int) else 2
     try:
         rc = args.func(args)
     except EznasError as e:
@@ -173,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eznas: interrupted; finished work is saved", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"eznas: error: disk full{where}; files finished before it are kept", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -6,6 +6,7 @@ Every section is a dataclass; unknown keys, wrong types and impossible values ra
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,10 +136,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 POSITIVE: tuple[str, ...] = (
-    "split.evolve", "stats.batch_size", "stats.R", "stats.s", "stats.workers",
+    "stats.batch_size", "stats.R", "stats.s", "stats.workers",
     "search.population", "search.offspring", "search.generations", "search.tournament",
     "search.max_depth", "search.init_min_depth", "search.init_max_depth", "search.hall_of_fame",
-    "search.workers", "search.subsample", "search.patience", "network.width", "network.depth",
+    "search.workers", "search.patience", "network.width", "network.depth",
     "evaluate.batch_size", "bench.archs", "bench.epochs", "bench.batch_size", "bench.width", "bench.depth",
     "bench.workers", "evaluate.workers",
 )
@@ -173,7 +174,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EznasError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            if math.isfinite(value):
+                return float(value)
+        except OverflowError:  # an integer too large for a float
+            pass
+        raise EznasError(f"config key '{key}': expected a finite number, got {value!r}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise EznasError(f"config key '{key}': expected an integer, got {value!r}")
@@ -225,11 +231,7 @@ def validate(cfg: Config) -> Config:
         v = _get(cfg, key)
         if v is not None and v < 1:
             raise EznasError(f"config key '{key}': must be >= 1, got {v}")
-    if cfg.split.validate < 1:
-        raise EznasError(f"config key 'split.validate': must be >= 1 (validation picks the best program), "
-                         f"got {cfg.split.validate}")
-    if cfg.split.test < 0:
-        raise EznasError(f"config key 'split.test': must be >= 0, got {cfg.split.test}")
+    _validate_ranges(cfg)
     for key in ("search.cxpb", "search.mutpb"):
         v = _get(cfg, key)
         if not 0.0 <= v <= 1.0:
@@ -263,6 +265,41 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+#: seeds feed numpy, torch and random generators: whole numbers in [0, 2**32)
+SEED_LIMIT = 2**32
+#: sketch limits: feature maps are at most 32 x 32, and one unit's tensor stays <= 1 MiB (float32)
+SKETCH_MAX_S, SKETCH_MAX_R, SKETCH_MAX_CELLS = 64, 4096, 2**18
+
+
+def check_seed(value: int, key: str) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise EznasError(f"config key '{key}': a seed must be in [0, 2**32), got {value}")
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Seeds, split sizes a correlation can use, and sketch sizes."""
+    check_seed(cfg.seed, "seed")
+    if cfg.search.seed is not None:
+        check_seed(cfg.search.seed, "search.seed")
+    for key in ("split.evolve", "search.subsample"):  # a rank correlation needs 2 nets
+        v = _get(cfg, key)
+        if v is not None and v < 2:
+            raise EznasError(f"config key '{key}': must be >= 2 (a rank correlation needs two nets), got {v}")
+    if cfg.split.validate < 1:  # a search needs 2 (eznas.evolve checks); a transfer target may use 1
+        raise EznasError(f"config key 'split.validate': must be >= 1 (validation picks the best program), "
+                         f"got {cfg.split.validate}")
+    if cfg.split.test < 0 or cfg.split.test == 1:
+        raise EznasError(f"config key 'split.test': must be 0 (no held-out report) or >= 2, got {cfg.split.test}")
+    st = cfg.stats
+    if st.s > SKETCH_MAX_S:
+        raise EznasError(f"config key 'stats.s': the block side must be <= {SKETCH_MAX_S}, got {st.s}")
+    if st.R > SKETCH_MAX_R:
+        raise EznasError(f"config key 'stats.R': must be <= {SKETCH_MAX_R}, got {st.R}")
+    if st.R * st.s * st.s > SKETCH_MAX_CELLS:
+        raise EznasError(f"config keys 'stats.R' * 'stats.s'**2 must be <= {SKETCH_MAX_CELLS} values per tensor, "
+                         f"got {st.R * st.s * st.s}")
+
+
 def _validate_benchmarks(tasks: list[TaskConfig]) -> None:
     from eznas.records import check_benchmark  # local: records imports torch via the spaces
 
@@ -273,8 +310,8 @@ def _validate_benchmarks(tasks: list[TaskConfig]) -> None:
 def _validate_bench(b: BenchConfig) -> None:
     if not b.seeds:
         raise EznasError("config key 'bench.seeds': at least one training seed is needed")
-    if len(set(b.seeds)) != len(b.seeds) or min(b.seeds) < 0:
-        raise EznasError(f"config key 'bench.seeds': seeds must be distinct and >= 0, got {b.seeds}")
+    if len(set(b.seeds)) != len(b.seeds) or min(b.seeds) < 0 or max(b.seeds) >= SEED_LIMIT:
+        raise EznasError(f"config key 'bench.seeds': seeds must be distinct and in [0, 2**32), got {b.seeds}")
     if not b.lr > 0:
         raise EznasError(f"config key 'bench.lr': must be > 0, got {b.lr}")
     if b.weight_decay < 0:
@@ -325,6 +362,10 @@ def load(path: str | Path) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise EznasError(f"config file {p} is not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EznasError(f"cannot read config file {p}: {getattr(e, 'strerror', None) or e}") from None
+    if data is None:
+        raise EznasError(f"config file {p} is empty; write at least the tasks (see configs/quickstart.yaml)")
     return resolve_paths(from_dict(data, source=str(p)), p.resolve().parent)
 
 

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from eznas import records
 from eznas import config as config_mod
@@ -54,6 +53,7 @@ from eznas.evaluate_tables import (PerTask, TaskScores, delta_table, image_note,
 from eznas.images import IMAGE_FILES, images_for
 from eznas.intervals import N_BOOT, Intervals, bootstrap, to_json
 from eznas.metrics import METRICS, correlations, evaluate_scores, summarise  # noqa: F401  (re-exported)
+from eznas.progress import progress as show_progress
 from eznas.proxies import LossFn, is_set_level
 from eznas.proxies.sets import component_proxies, score_set
 from eznas.spaces import get_space
@@ -270,7 +270,8 @@ def score_task(cfg: config_mod.Config, task: records.Task, specs: list[ProxySpec
         if todo:
             jobs.append(score_fanout.ScoreJob(sp.name, task.dataset, arch, cfg.seed, ev.batch_size, net.width,
                                               net.depth, cfg.data_dir, device, sources, todo))
-    bar = tqdm(total=len(jobs), desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False)
+    bar = show_progress(total=len(jobs), desc=f"{sp.name}/{task.dataset}", disable=not progress, leave=False,
+                        unit="net")
 
     def put(i: int, outcomes: list[score_fanout.Outcome]) -> None:
         for label, score, secs, err in outcomes:
@@ -430,7 +431,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise EznasError(f"--workers must be >= 1, got {args.workers}")
         cfg.evaluate.workers = args.workers
-    res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=sys.stderr.isatty(),
+    res = evaluate(cfg, args.proxies, True if args.published else None, args.out, progress=True,
                    ensemble=True if args.ensemble else None)
     print(res.table, end="")
     c = res.counters

@@ -6,6 +6,8 @@ over the cached tensors -> run directory::
     config.yaml          the resolved configuration
     log.csv              one row per generation
     checkpoint.json      population (infix) + fitness + RNG states + hall of fame, every generation
+    timings.json         wall-clock seconds per generation (kept out of the byte-reproducible files)
+    .lock                the pid of the run writing here (eznas.runlock), while it runs
     hall_of_fame.json    best programs by validation fitness, with test-split correlations
     best.txt             the best program as one-line infix (`eznas export` adds LaTeX)
     fitness.png          fitness over generations
@@ -23,20 +25,22 @@ import random
 import sys
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from deap import algorithms, base, creator, gp, tools
-from tqdm import tqdm
 
 from eznas import config as config_mod
-from eznas import parallel, program
-from eznas.atomic import atomic_write_text
+from eznas import parallel, program, variation
+from eznas.atomic import atomic_write, atomic_write_text
+from eznas.checkpoint import RunState, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from eznas.errors import EznasError
 from eznas.fitness import INVALID, ProgramResult
+from eznas.progress import progress as progress_bar
+from eznas.runlock import RunLock
 from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions
 from eznas.stats import StatsSettings, TaskStats, build_cache, config_jobs, default_cache_dir, load_task_stats
 
@@ -62,7 +66,7 @@ def make_toolbox(pset: program.PrimitiveSet, cfg: config_mod.SearchConfig) -> ba
                     parsimony_size=cfg.parsimony, fitness_first=True)
     else:  # truncation: the mu best of parents + offspring
         tb.register("select", tools.selBest)
-    tb.register("mate", gp.cxOnePoint)
+    tb.register("mate", variation.cx_one_point)  # DEAP's cxOnePoint draws from a set: address-dependent
     tb.register("expr_mut", gp.genFull, min_=0, max_=2)
     tb.register("mutate", _mutate, expr=tb.expr_mut, pset=ps)
     limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=cfg.max_depth)
@@ -79,50 +83,6 @@ def _mutate(ind: gp.PrimitiveTree, expr: Any, pset: gp.PrimitiveSetTyped) -> tup
     if r < 0.85:
         return gp.mutNodeReplacement(ind, pset=pset)
     return gp.mutShrink(ind)
-
-
-# ----------------------------------------------------------------------------- state
-@dataclass
-class RunState:
-    gen: int
-    population: list[str]
-    fitness: list[float]
-    hall: list[dict[str, Any]] = field(default_factory=list)
-    best_validate: float = -math.inf
-    stale: int = 0
-    py_rng: Any = None
-    np_rng: Any = None
-    log: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    evals: int = 0
-    done: bool = False
-
-
-def _py_state_to_json(state: tuple) -> list:
-    return [state[0], list(state[1]), state[2]]
-
-
-def _py_state_from_json(obj: list) -> tuple:
-    return (obj[0], tuple(obj[1]), obj[2])
-
-
-def save_checkpoint(run_dir: Path, st: RunState) -> None:
-    obj = {"gen": st.gen, "population": st.population, "fitness": st.fitness, "hall": st.hall,
-           "best_validate": st.best_validate, "stale": st.stale, "py_rng": _py_state_to_json(st.py_rng),
-           "np_rng": st.np_rng, "log": st.log, "seconds": st.seconds, "evals": st.evals, "done": st.done}
-    atomic_write_text(run_dir / "checkpoint.json", json.dumps(obj))
-
-
-def load_checkpoint(run_dir: Path) -> RunState:
-    p = run_dir / "checkpoint.json"
-    if not p.is_file():
-        raise EznasError(f"no checkpoint in {run_dir}; cannot resume")
-    try:
-        o = json.loads(p.read_text())
-        return RunState(o["gen"], o["population"], o["fitness"], o["hall"], o["best_validate"], o["stale"],
-                        _py_state_from_json(o["py_rng"]), o["np_rng"], o["log"], o["seconds"], o["evals"], o["done"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise EznasError(f"checkpoint {p} is damaged ({e.__class__.__name__}); cannot resume") from None
 
 
 # ----------------------------------------------------------------------------- data
@@ -262,7 +222,8 @@ class Search:
         random.setstate(st.py_rng)
         np_rng = np.random.default_rng()
         np_rng.bit_generator.state = st.np_rng
-        bar = tqdm(total=sc.generations, initial=st.gen, desc="generations", disable=not self.progress)
+        bar = progress_bar(total=sc.generations, initial=st.gen, desc="generations", unit="gen",
+                           disable=not self.progress)  # periodic lines when stderr is not a terminal
         while st.gen < sc.generations and not st.done:
             t0 = time.perf_counter()
             parents = [self._tree(s) for s in st.population]
@@ -316,10 +277,13 @@ class Search:
                "evals_per_s": evals / dt if dt > 0 else math.nan, "size_mean": float(np.mean(sizes)),
                "size_max": int(max(sizes)), "seconds": dt}
         st.log.append(row)
-        with open(self.run_dir / "log.csv", "w", newline="") as fh:
+
+        def write(fh: Any) -> None:
             w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
             w.writeheader()
             w.writerows(st.log)
+
+        atomic_write(self.run_dir / "log.csv", write)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -349,7 +313,7 @@ def write_outputs(search: Search, st: RunState) -> dict[str, Any]:
     atomic_write_text(run_dir / "hall_of_fame.json", json.dumps({"hall_of_fame": hall,
                                                              "published_baselines_test": baselines}, indent=2))
     if hall:
-        (run_dir / "best.txt").write_text(hall[0]["infix"] + "\n")
+        atomic_write_text(run_dir / "best.txt", hall[0]["infix"] + "\n")
     _plot(run_dir, st)
     return {"hall": hall, "baselines": baselines}
 
@@ -389,7 +353,20 @@ def print_summary(result: dict[str, Any], st: RunState) -> None:
 
 
 def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.split.validate < 2:
+        raise EznasError(f"config key 'split.validate': a search needs >= 2 validation nets per task (a rank "
+                         f"correlation picks the hall of fame), got {cfg.split.validate}")
+    if resume and not run_dir.is_dir():
+        raise EznasError(f"cannot resume: run directory {run_dir} does not exist")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EznasError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
+    with RunLock(run_dir):  # one run per directory; released when the run ends, however it ends
+        return _run_locked(cfg, run_dir, resume, progress)
+
+
+def _run_locked(cfg: config_mod.Config, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
     st = load_checkpoint(run_dir) if resume else None
     if not resume:
         if (run_dir / "checkpoint.json").exists():
@@ -407,7 +384,7 @@ def run(cfg: config_mod.Config, run_dir: Path, resume: bool = False, progress: b
         search.close()
     print_summary(result, st)
     if cfg.evaluate.after_search and result["hall"]:
-        result["evaluation"] = export_and_evaluate(cfg, run_dir, progress)
+        result["evaluation"] = export_and_evaluate(cfg, run_dir, progress and sys.stderr.isatty())
     return result
 
 
@@ -448,7 +425,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         from eznas.devices import resolve
 
         resolve(cfg.device, "--device" if getattr(args, "device", None) else "config key 'device':")
-    run(cfg, run_dir, resume=bool(args.resume), progress=sys.stderr.isatty())
+    run(cfg, run_dir, resume=bool(args.resume), progress=True)  # a bar on a terminal, else periodic lines
     return 0
 
 

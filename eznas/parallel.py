@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,20 @@ _STATE: list[SearchState] = []  # the process's state (one, once set)
 _SCORERS: dict[str, tuple[SearchState, tuple, Scorer]] = {}  # split -> (state, key, scorer)
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    """A pool worker whose parent was killed (SIGKILL, out of memory) exits quietly within a second
+    instead of waiting forever for work."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="eznas-orphan-watch", daemon=True).start()
+
+
 def _set_state(state: SearchState, worker: bool = False) -> None:
     if worker:
         import signal
@@ -40,6 +55,7 @@ def _set_state(state: SearchState, worker: bool = False) -> None:
 
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it saves and stops the pool
+        _exit_when_orphaned(os.getppid())
     _STATE[:] = [state]
     _SCORERS.clear()
 

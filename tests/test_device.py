@@ -54,7 +54,7 @@ def test_config_device_key():
 
 def _config(tmp_path: Path, data_dir: Path, **extra) -> Path:
     raw = {"seed": 1, "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-           "tasks": [{"space": "nb201", "dataset": "cifar10"}], "split": {"evolve": 2, "validate": 1, "test": 1},
+           "tasks": [{"space": "nb201", "dataset": "cifar10"}], "split": {"evolve": 2, "validate": 2, "test": 2},
            "network": {"width": 4, "depth": 1}, "stats": {"batch_size": 8, "R": 4, "s": 4,
                                                           "cache_dir": str(tmp_path / "cache")},
            "evaluate": {"batch_size": 8, "proxies": ["params", "synflow"]}, **extra}
@@ -118,7 +118,7 @@ def test_statistics_device_path_on_cpu(tmp_path, data_dir, monkeypatch):
 def test_cli_device_cpu_runs_stats_evaluate_score(tmp_path, data_dir, capsys):
     cfg = _config(tmp_path, data_dir)
     assert cli.main(["stats", str(cfg), "--device", "cpu"]) == 0
-    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 4
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 6
     assert cli.main(["evaluate", str(cfg), "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
     assert (tmp_path / "ev" / "results.json").is_file()
     capsys.readouterr()

@@ -199,7 +199,7 @@ def test_workers_must_be_positive(capsys):
 
     assert cli.main(["stats", "configs/does-not-matter.yaml", "--workers", "-3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["eznas: error: --workers must be >= 1, got -3"]
+    assert err == ["eznas: error: argument --workers: must be a whole number >= 1, got '-3'"]
 
 
 _ORPHAN = """

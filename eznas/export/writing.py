@@ -243,7 +243,7 @@ def _provenance(run: Run, rank: int, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 #: files of a run directory that ``--out`` must never replace
-RUN_FILES = ("config.yaml", "checkpoint.json", "hall_of_fame.json", "log.csv", "fitness.png")
+RUN_FILES = ("config.yaml", "checkpoint.json", "timings.json", ".lock", "hall_of_fame.json", "log.csv", "fitness.png")
 
 
 @dataclass
