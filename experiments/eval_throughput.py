@@ -7,8 +7,10 @@ random programs from each primitive set: cold (no memo) and as a generation sees
 program at those row counts (the rows of the loaded nets, repeated as extra nets when more rows
 are asked for than are loaded; timing depends on the row count, not on which rows).
 
-Rates are given by wall clock and by this process's CPU time (``*_cpu``): on a shared machine the
-CPU-time figure is the one that does not depend on what else runs.
+Rates are given by wall clock and by this process's CPU time (``*_cpu``), each the fastest of
+``--repeats`` runs: on a shared machine the CPU-time figure depends least on what else runs.
+To measure another version of the primitives, put its tree first on PYTHONPATH (the JSON records
+which ``eznas`` was timed).
 
     python experiments/eval_throughput.py [--programs 100] [--threads 1] [--scale 100,1000,10000]
 """
@@ -74,15 +76,22 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def measure(ts: TaskStats, set_name: str, infixes: list[str]) -> dict[str, float]:
+def _best(fn, repeats: int) -> tuple[float, float]:
+    """Fastest (wall, CPU) seconds of ``repeats`` runs: on a shared machine the minimum is the
+    run least disturbed by other processes."""
+    runs = [_timed(fn) for _ in range(max(1, repeats))]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def measure(ts: TaskStats, set_name: str, infixes: list[str], repeats: int = 1) -> dict[str, float]:
     """Programs per second, cold (no memo) and with the memo as a generation reuses it (x2)."""
     cold_options = ScoringOptions(unit_aggregate="mean", primitive_set=set_name, memo_bytes=0)
     tasks = {ts.name: ts}
     Scorer(tasks, cold_options).score(infixes[:1])  # first-use imports and allocations are not timed
-    wall, cpu = _timed(lambda: Scorer(tasks, cold_options).score(infixes))
+    wall, cpu = _best(lambda: Scorer(tasks, cold_options).score(infixes), repeats)
     memo_options = dataclasses.replace(cold_options, memo_bytes=512 * 2**20)
     # a generation re-evaluates parents next to offspring
-    mwall, mcpu = _timed(lambda: Scorer(tasks, memo_options).score(infixes + infixes))
+    mwall, mcpu = _best(lambda: Scorer(tasks, memo_options).score(infixes + infixes), repeats)
     n = len(infixes)
     return {"cold_per_s": n / wall, "memo_per_s": 2 * n / mwall, "cold_per_s_cpu": n / cpu,
             "memo_per_s_cpu": 2 * n / mcpu}
@@ -95,8 +104,9 @@ def main() -> None:
     ap.add_argument("--nets", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the fastest is reported")
     ap.add_argument("--scale", default="", help="comma-separated row counts for the scaling table, e.g. 100,1000,10000")
-    ap.add_argument("--scale-programs", type=int, default=50, help="programs per set and row count in the table")
+    ap.add_argument("--scale-programs", type=int, default=30, help="programs per set and row count in the table")
     ap.add_argument("--out", default=str(REPO / "experiments" / "results" / "eval_throughput.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -106,10 +116,11 @@ def main() -> None:
     print(f"{ts.name}: {ts.n_nets} nets, {ts.values.shape[0]} rows, values {tuple(ts.values.shape)}, "
           f"{args.threads} thread(s)")
     out: dict = {"task": ts.name, "rows": int(ts.values.shape[0]), "threads": args.threads,
-                 "programs": args.programs, "seed": args.seed, "sets": {}}
+                 "programs": args.programs, "seed": args.seed, "repeats": args.repeats,
+                 "eznas": str(Path(program.__file__).resolve().parent), "sets": {}}
     for set_name in SETS:
         infixes, size = programs(set_name, args.programs, args.seed)
-        res = measure(ts, set_name, infixes)
+        res = measure(ts, set_name, infixes, args.repeats)
         out["sets"][set_name] = {**res, "mean_nodes": size}
         print(f"{set_name:8s} mean {size:.1f} nodes: {res['cold_per_s']:6.1f} programs/s cold, "
               f"{res['memo_per_s']:6.1f}/s with memo (x2 reuse); by CPU time {res['cold_per_s_cpu']:6.1f} / "
@@ -117,12 +128,12 @@ def main() -> None:
     if scale:
         out["scaling"] = []
         print(f"\n{'set':8s} {'rows':>7s} {'cold ms/prog':>13s} {'memo ms/prog':>13s}  (CPU time, "
-              f"{args.scale_programs} programs)")
+              f"{args.scale_programs} programs, best of {args.repeats})")
         for set_name in SETS:
             infixes, _ = programs(set_name, args.scale_programs, args.seed + 1)
             for rows in scale:
                 sub = with_rows(loaded, rows)
-                res = measure(sub, set_name, infixes)
+                res = measure(sub, set_name, infixes, args.repeats)
                 entry = {"set": set_name, "rows": int(sub.values.shape[0]),
                          "cold_ms_per_program": 1000 / res["cold_per_s_cpu"],
                          "memo_ms_per_program": 1000 / res["memo_per_s_cpu"],

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_throughput import REPO, load_rows, programs  # noqa: E402
+from eval_throughput import REPO, load_rows, programs, with_rows  # noqa: E402
 
 from eznas import primitives as P  # noqa: E402
 from eznas.expression import Call, Evaluator, nodes, parse  # noqa: E402
@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(REPO / "configs" / "nb201.yaml"))
     ap.add_argument("--nets", type=int, default=20)
+    ap.add_argument("--rows", type=int, default=0, help="time on this many rows instead (loaded nets repeated)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--programs", type=int, default=500, help="random eznas programs to count occurrences in")
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "experiments" / "results" / "primitive_profile.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    ts = load_rows(args.config, args.nets)
+    ts = with_rows(load_rows(args.config), args.rows) if args.rows else load_rows(args.config, args.nets)
     rows = int(ts.values.shape[0])
     evaluator = Evaluator(ts.values, cache_bytes=0)  # terminals exactly as programs see them
     tensors = [evaluator.terminal(n) for n in TERMINALS]
