@@ -6,7 +6,8 @@ A sketch tensor ``(rows, R, s, s)`` holds ``rows * R`` tiny matrices (13,520 blo
 matters is how many matrices reach them and which driver: these kernels
 
 * scale each block by its largest magnitude once (:func:`scaled_blocks`) and send only *live*
-  blocks (finite, not all zero) to LAPACK - zero padding and NaN blocks have known results;
+  blocks (not all zero, in a row without NaN / inf) to LAPACK - zero padding and NaN rows have
+  known results;
 * get singular values from the eigenvalues of the float64 Gram matrix ``B^T B``
   (:func:`singular_values`): one batched ``bmm`` plus ``eigvalsh`` (``syevd``) is ~1.6x cheaper
   than ``svdvals`` (``gesdd``) on 8 x 8 blocks and, in float64, more accurate than float32 SVD
@@ -43,9 +44,10 @@ def scaled_blocks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def live_blocks(scaled: torch.Tensor, scale: torch.Tensor, bad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(index, blocks)``: flat indices (into rows * R) of the blocks that are finite and not all
-    zero, and those blocks ``(live, s, s)``, contiguous."""
-    index = torch.nonzero(((scale > 0) & ~bad).reshape(-1)).squeeze(1)
+    """``(index, blocks)``: flat indices (into rows * R) of the blocks that are not all zero, in rows
+    without a NaN / inf block (such a row's result is NaN whatever its other blocks give), and
+    those blocks ``(live, s, s)``, contiguous."""
+    index = torch.nonzero(((scale > 0) & ~bad.any(-1, keepdim=True)).reshape(-1)).squeeze(1)
     n = scaled.shape[-1]
     return index, scaled.reshape(-1, n, n).index_select(0, index)
 

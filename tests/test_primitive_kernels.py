@@ -146,6 +146,10 @@ def _same(got: torch.Tensor, want: torch.Tensor) -> bool:
         torch.nan_to_num(got, nan=7.25), torch.nan_to_num(want, nan=7.25))
 
 
+def _msg(name: str, label: str):
+    return lambda m: f"{name} {label}: {m}"
+
+
 def _pairs(inputs: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     names = list(inputs)
     return [(f"{a},{b}", inputs[a], inputs[b]) for a, b in zip(names, names[1:] + names[:1])]
@@ -167,7 +171,7 @@ def test_close_kernels_within_tolerance(rows) -> None:
         for label, x in _inputs(rows).items():
             got, want = P.get(name).fn(x), ref(x)
             assert torch.equal(torch.isnan(got), torch.isnan(want)), (name, label)
-            torch.testing.assert_close(got, want, atol=atol, rtol=rtol, equal_nan=True, msg=lambda m, n=name, lab=label: f"{n} {lab}: {m}")
+            torch.testing.assert_close(got, want, atol=atol, rtol=rtol, equal_nan=True, msg=_msg(name, label))
     # a constant row is centred to exact zeros, as torch's std_mean does
     const = torch.full((2, 3, 4, 4), 0.1)
     assert P.std(const).tolist() == [0.0, 0.0] and not P.normalize(const).any()
@@ -185,7 +189,7 @@ def test_matrix_kernels_match_float64_lapack(rows) -> None:
         for label, x in _inputs(rows).items():
             got, exact = P.get(name).fn(x), ref(x, torch.float64)
             assert torch.equal(torch.isnan(got), torch.isnan(exact)), (name, label)
-            torch.testing.assert_close(got, exact, atol=1e-5, rtol=1e-4, equal_nan=True, msg=lambda m, n=name, lab=label: f"{n} {lab}: {m}")
+            torch.testing.assert_close(got, exact, atol=1e-5, rtol=1e-4, equal_nan=True, msg=_msg(name, label))
 
 
 def test_matrix_kernels_match_old_float32_within_its_error(rows) -> None:
@@ -195,7 +199,7 @@ def test_matrix_kernels_match_old_float32_within_its_error(rows) -> None:
         for label, x in inputs.items():
             got, old = P.get(name).fn(x), ref(x, torch.float32)
             assert torch.equal(torch.isnan(got), torch.isnan(old)), (name, label)
-            torch.testing.assert_close(got, old, atol=1e-6, rtol=1e-3, equal_nan=True, msg=lambda m, n=name, lab=label: f"{n} {lab}: {m}")
+            torch.testing.assert_close(got, old, atol=1e-6, rtol=1e-3, equal_nan=True, msg=_msg(name, label))
 
 
 def test_block_linalg_helpers(rows) -> None:
@@ -204,7 +208,8 @@ def test_block_linalg_helpers(rows) -> None:
     want_scaled, want_scale, want_bad = _blocks(x, torch.float32)
     assert torch.equal(scaled, want_scaled) and torch.equal(scale, want_scale) and torch.equal(bad, want_bad)
     index, blocks = BL.live_blocks(scaled, scale, bad)
-    assert len(index) == int(((scale > 0) & ~bad).sum()) < scale.numel()  # zero and NaN blocks left out
+    live = (scale > 0) & ~bad.any(-1, keepdim=True)  # zero blocks and rows holding NaN / inf left out
+    assert len(index) == int(live.sum()) < int((scale > 0).sum())
     sv64 = torch.linalg.svdvals(blocks.double())
     torch.testing.assert_close(BL.singular_values(blocks), sv64, atol=1e-7, rtol=0)  # of the largest, which is <= 1
     assert torch.equal(BL.eig_magnitudes(blocks), torch.linalg.eigvals(blocks).abs())

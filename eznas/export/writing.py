@@ -138,7 +138,8 @@ def _primitive_sources(names: list[str]) -> tuple[list[str], list[str], dict[str
             elif not callable(value) and not inspect.ismodule(value):
                 consts[ident] = f"{ident} = {_literal(ident, value)}"
     # definition order: the kernel modules' helpers first, then the primitives module's
-    order = [n for mod in (*_KERNEL_MODULES, prim_mod) for n in vars(mod) if n in funcs and _defined_in(mod, n)]
+    order = [n for mod in (*_KERNEL_MODULES, prim_mod) for n in vars(mod)
+             if n in funcs and _defined_in(mod, n)]
     return list(consts.values()), [funcs[n] for n in order], pyname
 
 
