@@ -54,7 +54,7 @@ def live_blocks(scaled: torch.Tensor, scale: torch.Tensor, bad: torch.Tensor) ->
 
 def scatter_blocks(index: torch.Tensor, values: torch.Tensor, shape: torch.Size, fill: float) -> torch.Tensor:
     """A float32 tensor of ``shape`` (rows, R) holding ``values`` at the flat ``index``, else ``fill``."""
-    out = torch.full((shape.numel(),), fill, dtype=torch.float32)
+    out = torch.full((shape.numel(),), fill, dtype=torch.float32, device=values.device)
     out[index] = values.to(torch.float32)
     return out.view(shape)
 
