@@ -3,9 +3,16 @@
 Loads the evolve split of NB201 cifar10 from the statistics cache (configs/nb201.yaml; run
 `eznas stats configs/nb201.yaml` first), subsamples 20 nets as one generation does, and times
 random programs from each primitive set: cold (no memo) and as a generation sees them
-(population + offspring sharing subtrees, memo on).
+(population + offspring sharing subtrees, memo on). ``--scale 100,1000,10000`` adds the time per
+program at those row counts (the rows of the loaded nets, repeated as extra nets when more rows
+are asked for than are loaded; timing depends on the row count, not on which rows).
 
-    python experiments/eval_throughput.py [--programs 100] [--threads 2]
+Rates are given by wall clock and by this process's CPU time (``*_cpu``), each the fastest of
+``--repeats`` runs: on a shared machine the CPU-time figure depends least on what else runs.
+To measure another version of the primitives, put its tree first on PYTHONPATH (the JSON records
+which ``eznas`` was timed).
+
+    python experiments/eval_throughput.py [--programs 100] [--threads 1] [--scale 100,1000,10000]
 """
 from __future__ import annotations
 
@@ -22,43 +29,122 @@ import torch
 from eznas import config as config_mod
 from eznas import program
 from eznas.scoring import Scorer, ScoringOptions
-from eznas.stats import StatsSettings, config_jobs, default_cache_dir, load_task_stats
+from eznas.stats import StatsSettings, TaskStats, config_jobs, default_cache_dir, load_task_stats
+
+REPO = Path(__file__).resolve().parent.parent
+SETS = ("compact", "eznas")
+
+
+def load_rows(config: str | Path, nets: int | None = None) -> TaskStats:
+    """The first ``nets`` (default: all) evolve nets of the config's first task, from the statistics cache."""
+    cfg = config_mod.load(str(config))
+    _, by_task = config_jobs(cfg, splits=())
+    task = next(iter(by_task.values()))["evolve"]
+    st = StatsSettings.from_config(cfg, task.space, task.dataset)
+    ts = load_task_stats(task, st, default_cache_dir(cfg))
+    return ts if nets is None else ts.subset(list(range(min(nets, ts.n_nets))))
+
+
+def with_rows(ts: TaskStats, rows: int) -> TaskStats:
+    """Whole nets of ``ts`` (repeated as new nets when needed) until there are >= ``rows`` rows."""
+    counts = torch.bincount(ts.net_index, minlength=ts.n_nets).tolist()
+    picks: list[int] = []
+    total = 0
+    while total < rows:
+        i = len(picks) % ts.n_nets
+        picks.append(i)
+        total += counts[i]
+    if len(picks) <= ts.n_nets:
+        return ts.subset(picks)
+    parts = [ts.subset([i]) for i in picks]
+    values = torch.cat([p.values for p in parts])
+    index = torch.cat([torch.full((p.values.shape[0],), k, dtype=torch.long) for k, p in enumerate(parts)])
+    return TaskStats(ts.name, [ts.archs[i] for i in picks], ts.accuracies[np.asarray(picks)], values, None, index)
+
+
+def programs(set_name: str, n: int, seed: int) -> tuple[list[str], float]:
+    """``n`` random programs of the set (ramped half-and-half, depth 2..5) and their mean size."""
+    pset = program.load_primitive_set(set_name)
+    rng = random.Random(seed)
+    trees = [program.random_tree(pset, rng, 2, 5) for _ in range(n)]
+    return [program.to_infix(t) for t in trees], float(np.mean([len(t) for t in trees]))
+
+
+def _timed(fn) -> tuple[float, float]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _best(fn, repeats: int) -> tuple[float, float]:
+    """Fastest (wall, CPU) seconds of ``repeats`` runs: on a shared machine the minimum is the
+    run least disturbed by other processes."""
+    runs = [_timed(fn) for _ in range(max(1, repeats))]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def measure(ts: TaskStats, set_name: str, infixes: list[str], repeats: int = 1) -> dict[str, float]:
+    """Programs per second, cold (no memo) and with the memo as a generation reuses it (x2)."""
+    cold_options = ScoringOptions(unit_aggregate="mean", primitive_set=set_name, memo_bytes=0)
+    tasks = {ts.name: ts}
+    Scorer(tasks, cold_options).score(infixes[:1])  # first-use imports and allocations are not timed
+    wall, cpu = _best(lambda: Scorer(tasks, cold_options).score(infixes), repeats)
+    memo_options = dataclasses.replace(cold_options, memo_bytes=512 * 2**20)
+    # a generation re-evaluates parents next to offspring
+    mwall, mcpu = _best(lambda: Scorer(tasks, memo_options).score(infixes + infixes), repeats)
+    n = len(infixes)
+    return {"cold_per_s": n / wall, "memo_per_s": 2 * n / mwall, "cold_per_s_cpu": n / cpu,
+            "memo_per_s_cpu": 2 * n / mcpu}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="configs/nb201.yaml")
+    ap.add_argument("--config", default=str(REPO / "configs" / "nb201.yaml"))
     ap.add_argument("--programs", type=int, default=100)
     ap.add_argument("--nets", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="experiments/results/eval_throughput.json")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the fastest is reported")
+    ap.add_argument("--scale", default="", help="comma-separated row counts for the scaling table, e.g. 100,1000,10000")
+    ap.add_argument("--scale-programs", type=int, default=30, help="programs per set and row count in the table")
+    ap.add_argument("--out", default=str(REPO / "experiments" / "results" / "eval_throughput.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = config_mod.load(args.config)
-    _, by_task = config_jobs(cfg, splits=())
-    name, parts = next(iter(by_task.items()))
-    task = parts["evolve"]
-    st = StatsSettings.from_config(cfg, task.space, task.dataset)
-    ts = load_task_stats(task, st, default_cache_dir(cfg)).subset(list(range(args.nets)))
-    print(f"{name}: {ts.n_nets} nets, {ts.values.shape[0]} rows, values {tuple(ts.values.shape)}")
-    out = {"task": name, "rows": int(ts.values.shape[0]), "threads": args.threads, "sets": {}}
-    for set_name in ("compact", "eznas"):
-        pset = program.load_primitive_set(set_name)
-        rng = random.Random(0)
-        trees = [program.random_tree(pset, rng, 2, 5) for _ in range(args.programs)]
-        infixes = [program.to_infix(t) for t in trees]
-        cold_options = ScoringOptions(unit_aggregate="mean", primitive_set=set_name, memo_bytes=0)
-        t0 = time.perf_counter()
-        Scorer({name: ts}, cold_options).score(infixes)
-        cold = args.programs / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        memo_options = dataclasses.replace(cold_options, memo_bytes=512 * 2**20)
-        Scorer({name: ts}, memo_options).score(infixes + infixes)  # a generation re-evaluates parents next to offspring
-        warm = 2 * args.programs / (time.perf_counter() - t0)
-        sizes = float(np.mean([len(t) for t in trees]))
-        out["sets"][set_name] = {"cold_per_s": cold, "memo_per_s": warm, "mean_nodes": sizes}
-        print(f"{set_name:8s} mean {sizes:.1f} nodes: {cold:6.1f} programs/s cold, {warm:6.1f}/s with memo (x2 reuse)")
+    scale = [int(r) for r in args.scale.split(",") if r.strip()]
+    loaded = load_rows(args.config, None if scale else args.nets)
+    ts = loaded.subset(list(range(min(args.nets, loaded.n_nets))))
+    print(f"{ts.name}: {ts.n_nets} nets, {ts.values.shape[0]} rows, values {tuple(ts.values.shape)}, "
+          f"{args.threads} thread(s)")
+    out: dict = {"task": ts.name, "rows": int(ts.values.shape[0]), "threads": args.threads,
+                 "programs": args.programs, "seed": args.seed, "repeats": args.repeats,
+                 "eznas": str(Path(program.__file__).resolve().parent), "sets": {}}
+    for set_name in SETS:
+        infixes, size = programs(set_name, args.programs, args.seed)
+        res = measure(ts, set_name, infixes, args.repeats)
+        out["sets"][set_name] = {**res, "mean_nodes": size}
+        print(f"{set_name:8s} mean {size:.1f} nodes: {res['cold_per_s']:6.1f} programs/s cold, "
+              f"{res['memo_per_s']:6.1f}/s with memo (x2 reuse); by CPU time {res['cold_per_s_cpu']:6.1f} / "
+              f"{res['memo_per_s_cpu']:6.1f}")
+    if scale:
+        out["scaling"] = []
+        print(f"\n{'set':8s} {'rows':>7s} {'cold ms/prog':>13s} {'memo ms/prog':>13s}  (CPU time, "
+              f"{args.scale_programs} programs, best of {args.repeats})")
+        for set_name in SETS:
+            infixes, _ = programs(set_name, args.scale_programs, args.seed + 1)
+            for rows in scale:
+                sub = with_rows(loaded, rows)
+                res = measure(sub, set_name, infixes, args.repeats)
+                entry = {"set": set_name, "rows": int(sub.values.shape[0]),
+                         "cold_ms_per_program": 1000 / res["cold_per_s_cpu"],
+                         "memo_ms_per_program": 1000 / res["memo_per_s_cpu"],
+                         "cold_ms_per_program_wall": 1000 / res["cold_per_s"]}
+                out["scaling"].append(entry)
+                print(f"{set_name:8s} {entry['rows']:7d} {entry['cold_ms_per_program']:13.2f} "
+                      f"{entry['memo_ms_per_program']:13.2f}")
+                del sub
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

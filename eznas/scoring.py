@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from eznas import program
+from eznas.alloc import reuse_freed_memory
 from eznas.errors import EznasError
 from eznas.expression import Expr
 from eznas.fitness import (FITNESS_KINDS, TASK_AGGREGATES, UNIT_AGGREGATES, ProgramResult, UnitLayout, aggregate,
@@ -69,6 +70,7 @@ class Scorer:
     def __init__(self, tasks: Mapping[str, TaskStats], options: ScoringOptions,
                  nets: Mapping[str, Sequence[int]] | None = None) -> None:
         self.options = options
+        reuse_freed_memory()  # intermediates of many rows would be page-faulted in afresh (eznas.alloc)
         self.pset = program.load_primitive_set(options.primitive_set)
         budget = options.memo_bytes // max(1, len(tasks))
         self.tasks: dict[str, _Task] = {}

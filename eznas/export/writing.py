@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import eznas
+from eznas import block_linalg
 from eznas import primitives as prim_mod
 from eznas import runtime
 from eznas import simplify as simp
@@ -75,6 +76,16 @@ def runtime_sections() -> tuple[list[str], list[tuple[str, str]]]:
 
 
 # ----------------------------------------------------------------------------- primitives and expression
+#: modules besides eznas.primitives whose functions primitives call (torch-only; copied like them)
+_KERNEL_MODULES = (block_linalg,)
+_HELPER_MODULES = (prim_mod.__name__, *(m.__name__ for m in _KERNEL_MODULES))
+
+
+def _defined_in(mod: Any, name: str) -> bool:
+    value = vars(mod)[name]
+    return getattr(value, "__module__", None) == mod.__name__
+
+
 def _fn_source(obj: Any) -> str:
     """Source of a top-level function without its registration decorator."""
     src = textwrap.dedent(inspect.getsource(obj))
@@ -108,8 +119,8 @@ def _literal(name: str, value: Any) -> str:
 
 
 def _primitive_sources(names: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
-    """(constant lines, function sources, primitive name -> Python name) for ``names`` and their helpers."""
-    glb = vars(prim_mod)
+    """(constant lines, function sources, primitive name -> Python name) for ``names`` and their helpers
+    (functions of :mod:`eznas.primitives` and of the kernel modules it imports, :data:`_HELPER_MODULES`)."""
     consts: dict[str, str] = {}
     funcs: dict[str, str] = {}
     pyname = {n: prim_mod.REGISTRY[n].fn.__name__ for n in names}
@@ -121,14 +132,16 @@ def _primitive_sources(names: list[str]) -> tuple[list[str], list[str], dict[str
         src = _fn_source(fn)
         funcs[fn.__name__] = src
         for ident in sorted(_names_used(src)):
-            value = glb.get(ident)
+            value = fn.__globals__.get(ident)
             if ident in funcs or ident in ("torch", "F", "math") or value is None or isinstance(value, type):
                 continue
-            if callable(value) and getattr(value, "__module__", None) == prim_mod.__name__:
+            if callable(value) and getattr(value, "__module__", None) in _HELPER_MODULES:
                 todo.append(value)
             elif not callable(value) and not inspect.ismodule(value):
                 consts[ident] = f"{ident} = {_literal(ident, value)}"
-    order = [n for n in glb if n in funcs]  # definition order of the primitives module
+    # definition order: the kernel modules' helpers first, then the primitives module's
+    order = [n for mod in (*_KERNEL_MODULES, prim_mod) for n in vars(mod)
+             if n in funcs and _defined_in(mod, n)]
     return list(consts.values()), [funcs[n] for n in order], pyname
 
 
