@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments/results/builtin_fresh_venv.txt"
@@ -63,21 +62,11 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def in_repo_scores() -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
-    from torch import nn
+    """The same RUNNER with this repository's eznas (PYTHONPATH) and this interpreter."""
 
-    import eznas
-    from eznas import builtin_proxies
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(16, 3, 16, 16, generator=g), torch.arange(16) % 10
-    return {name: eznas.load_proxy(name)(model, x, y) for name in builtin_proxies.names()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = run([sys.executable, "-c", RUNNER], env=env, cwd=ROOT)
+    return {name: r["score"] for name, r in json.loads(res.stdout.splitlines()[-1])["proxies"].items()}
 
 
 def main() -> None:
