@@ -22,53 +22,7 @@ scores of running them one by one.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-from torch import nn
-
-from eznas.errors import EznasError
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ProxyFn = Callable[..., float]
-
-_REGISTRY: dict[str, ProxyFn] = {}
-
-
-def register(name: str) -> Callable[[ProxyFn], ProxyFn]:
-    """Decorator: register ``func`` as the proxy ``name``."""
-
-    def deco(func: ProxyFn) -> ProxyFn:
-        if name in _REGISTRY:
-            raise KeyError(f"duplicate proxy name {name!r}")
-        _REGISTRY[name] = func
-        func.proxy_name = name  # type: ignore[attr-defined]
-        return func
-
-    return deco
-
-
-def proxy_names() -> list[str]:
-    """Names of every registered proxy, in registration order."""
-    return list(_REGISTRY)
-
-
-def get_proxy(name: str) -> ProxyFn:
-    """The proxy function registered as ``name``; an unknown name lists the valid ones; a
-    set-level name (``az_nas``) is an error: it has no per-net score (see :func:`score_set`)."""
-    if name not in _REGISTRY and name in _sets.set_proxy_names():
-        raise EznasError(f"'{name}' is a set-level proxy: it ranks nets against each other and has no score "
-                         f"for a single net; score at least 2 nets with eznas.proxies.score_set")
-    if name not in _REGISTRY:
-        raise EznasError(f"unknown proxy '{name}'; valid: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def compute(name: str, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-            loss_fn: LossFn | None = None) -> float:
-    """Score ``model`` with the proxy ``name``."""
-    return float(get_proxy(name)(model, inputs, targets, loss_fn=loss_fn))
-
+from eznas.proxies.registry import LossFn, ProxyFn, compute, get_proxy, proxy_names, register
 
 # Registration order is the order of NAS-Bench-Suite-Zero's list, then ZiCo, then the later
 # proxies (MeCo, SWAP, AZ-NAS's components); set-level proxies (AZ-NAS) last.
@@ -78,7 +32,6 @@ from eznas.proxies import activation as _activation  # noqa: E402,F401
 from eznas.proxies import meco as _meco  # noqa: E402,F401
 from eznas.proxies import swap as _swap  # noqa: E402,F401
 from eznas.proxies import aznas as _aznas  # noqa: E402,F401
-from eznas.proxies import sets as _sets  # noqa: E402
 from eznas.proxies.sets import (component_scores, components_of, get_set_proxy, is_set_level,  # noqa: E402
                                 score_set, set_proxy_names)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import finite_or_nan, gaussian_init, to_device, working_copy
 
 _K = 1e-5

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import device_of, working_copy
 from eznas.proxies.size import flops
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import (backward_loss, finite_or_nan, loss_or_default, sub_batches, to_device,
                                   weight_layers, working_copy)
 

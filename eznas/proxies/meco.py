@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import to_device, working_copy
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from eznas.errors import EznasError
-from eznas.proxies import LossFn, get_proxy
+from eznas.proxies.registry import LossFn, get_proxy
 from eznas.proxies.activation import epe_nas_value, input_jacobian, jacov_value, nwot_hooks, nwot_value
 from eznas.proxies.aznas import az_components
 from eznas.proxies.common import backward_loss, loss_or_default, to_device, weight_layers, working_copy

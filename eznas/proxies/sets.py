@@ -22,7 +22,7 @@ from scipy import stats
 from torch import nn
 
 from eznas.errors import EznasError
-from eznas.proxies import LossFn
+from eznas.proxies.registry import LossFn
 
 ComponentScores = Mapping[str, float]
 Combine = Callable[[Sequence[ComponentScores]], list[float]]

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import device_of, weight_layers, working_copy
 
 _ACTS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU)

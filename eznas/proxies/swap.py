@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from eznas.proxies import LossFn, register
+from eznas.proxies.registry import LossFn, register
 from eznas.proxies.common import gaussian_init, to_device, working_copy
 
 # reg_swap defaults for NB201 (parameter count in thousands, the official unit). Neither the
