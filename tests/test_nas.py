@@ -273,7 +273,7 @@ def test_api_failures_ensemble_and_exhaustion():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--budget", "0"], "--budget must be >= 1"),
+    (["--budget", "0"], "argument --budget: must be a whole number >= 1"),
     (["--budget", "10162"], "exceeds the 10161 cells"),
     (["--budget", "5", "--dataset", "mnist"], "unknown NB201 dataset 'mnist'"),
     (["--budget", "5", "--space", "nb301"], "only nb201 has"),
