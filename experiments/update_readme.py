@@ -260,7 +260,7 @@ def natsbench_block() -> str:
     d = _load("natsbench_eval.json")
     if not d:
         return head + "\n\n" + _missing("natsbench_eval.py")
-    from natsbench_eval import markdown
+    from natsbench_eval import markdown, search_markdown
 
     tasks = d["tasks"]
     seen = ", ".join(f"{t} {v['seen_by_search']}" for t, v in tasks.items())
@@ -280,6 +280,12 @@ def natsbench_block() -> str:
             verdict = "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable"
             lines.append(f"- {t}: evolved ensemble minus {best} (best baseline): {dv:+.3f} [{lo:+.3f}, {hi:+.3f}] "
                          f"— {verdict}.")
+    srch = next(iter(tasks.values()))["search"]
+    lines += ["", f"Which cell would each proxy pick? A random search simulated on the same cells: per seed, "
+              f"{srch['budget']} of the test cells drawn without replacement, the best by the proxy picked (AZ-NAS and "
+              f"the ensemble re-ranked within each draw); trained test accuracy (%) of the pick, mean ± std over "
+              f"{srch['seeds']} seeds (the draws share cells, so the std understates seed-to-seed spread on the full "
+              f"table; `eznas nas` runs the real search, see the next table).", "", search_markdown(d)]
     return "\n".join(lines) + "\n"
 
 
