@@ -31,11 +31,14 @@ OUT = ROOT / "experiments" / "results" / "worker_speedup.json"
 PROXIES = ["params", "synflow", "snip", "nwot"]
 
 
-def write_config(tmp: Path, nets: int, seed: int) -> Path:
+def write_config(tmp: Path, nets: int, seed: int, batch_size: int = 64, width: int | None = None,
+                 depth: int | None = None) -> Path:
     cfg = {"seed": seed, "device": "cpu", "tasks": [{"space": "nb201", "dataset": "cifar10"}],
            "split": {"evolve": 1, "validate": 1, "test": nets - 2},
-           "stats": {"batch_size": 64, "cache_dir": str(tmp / "cache")},
-           "evaluate": {"batch_size": 64, "proxies": PROXIES, "split": "test"}}
+           "stats": {"batch_size": batch_size, "cache_dir": str(tmp / "cache")},
+           "evaluate": {"batch_size": batch_size, "proxies": PROXIES, "split": "test"}}
+    if width or depth:
+        cfg["network"] = {"width": width, "depth": depth}
     path = tmp / "speedup.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -83,16 +86,21 @@ def main() -> None:
     ap.add_argument("--nets", type=int, default=20, help="networks per command (>= 4)")
     ap.add_argument("--repeats", type=int, default=1, help="fresh runs per (command, workers); the best counts")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--commands", nargs="+", choices=["stats", "evaluate"], default=["stats", "evaluate"])
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.nets < 4:
         raise SystemExit("--nets must be >= 4")
     rows = []
-    for command in ("stats", "evaluate"):
+    for command in args.commands:
         for workers in (1, 2):
             for rep in range(args.repeats):
                 with tempfile.TemporaryDirectory() as d:
                     tmp = Path(d)
-                    cfg = write_config(tmp, args.nets, args.seed)
+                    cfg = write_config(tmp, args.nets, args.seed, args.batch_size, args.width, args.depth)
                     if command == "stats":
                         wall, out, load, cpu = timed(["stats", str(cfg), "--workers", str(workers), "--device", "cpu"])
                         m = re.search(r"; ([0-9.]+) s \(", out)
@@ -110,17 +118,18 @@ def main() -> None:
                 rows.append(row)
 
     summary = summarise(rows)
-    doc = {"cores": os.cpu_count(), "nets": args.nets, "proxies": PROXIES, "batch_size": 64, "space": "nb201/cifar10",
+    doc = {"cores": os.cpu_count(), "nets": args.nets, "proxies": PROXIES, "batch_size": args.batch_size,
+           "space": "nb201/cifar10", **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}),
            "target_speedup": 1.7, "runs": rows, "summary": summary,
            "load_note": "wall_s includes interpreter start-up and data loading (the same for 1 and 2 workers); "
                         "load_before/after are 1-minute load averages (2 cores: above ~1 other jobs share them); "
                         "cpu_per_wall is the CPU seconds of the command and its workers per wall second: the "
                         "cores it actually got (2 workers cannot be 2x faster when it stays far below 2)"}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1))
     for k, v in summary.items():
         print(f"{k}: {v:.2f}")
-    print(f"written {OUT.relative_to(ROOT)}")
+    print(f"written {args.out}")
 
 
 if __name__ == "__main__":
