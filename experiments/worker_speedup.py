@@ -2,8 +2,8 @@
 
 Runs each command as a user would (a subprocess, OMP_NUM_THREADS=1 so one worker = one core) on
 a fresh statistics cache / output directory: NB201 cifar10 at full size, batch 64, ``--nets``
-networks (statistics: the config's three splits; evaluate: the test split with params, synflow,
-snip, nwot). Reports wall time of the whole command (start-up included) and, for statistics, the
+networks (statistics: the config's three splits, 2 + 2 + the rest; evaluate: the test split, ``--nets``
+- 4 networks, with params, synflow, snip, nwot). Reports wall time of the whole command (start-up included) and, for statistics, the
 build time the command prints; the load average before and after each run and the machine's
 core count are recorded, because other jobs may share the cores.
 
@@ -34,7 +34,7 @@ PROXIES = ["params", "synflow", "snip", "nwot"]
 def write_config(tmp: Path, nets: int, seed: int, batch_size: int = 64, width: int | None = None,
                  depth: int | None = None) -> Path:
     cfg = {"seed": seed, "device": "cpu", "tasks": [{"space": "nb201", "dataset": "cifar10"}],
-           "split": {"evolve": 1, "validate": 1, "test": nets - 2},
+           "split": {"evolve": 2, "validate": 2, "test": nets - 4},  # a split needs >= 2 nets
            "stats": {"batch_size": batch_size, "cache_dir": str(tmp / "cache")},
            "evaluate": {"batch_size": batch_size, "proxies": PROXIES, "split": "test"}}
     if width or depth:
@@ -83,7 +83,7 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nets", type=int, default=20, help="networks per command (>= 4)")
+    ap.add_argument("--nets", type=int, default=20, help="networks per command (>= 6)")
     ap.add_argument("--repeats", type=int, default=1, help="fresh runs per (command, workers); the best counts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -92,8 +92,8 @@ def main() -> None:
     ap.add_argument("--commands", nargs="+", choices=["stats", "evaluate"], default=["stats", "evaluate"])
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    if args.nets < 4:
-        raise SystemExit("--nets must be >= 4")
+    if args.nets < 6:
+        raise SystemExit("--nets must be >= 6")
     rows = []
     for command in args.commands:
         for workers in (1, 2):
@@ -110,7 +110,7 @@ def main() -> None:
                         # statistics are not needed by evaluate; it builds nets and scores baselines
                         wall, out, load, cpu = timed(["evaluate", str(cfg), "--workers", str(workers), "--device", "cpu",
                                                  "--out", str(tmp / "ev")])
-                        work, nets = None, args.nets - 2
+                        work, nets = None, args.nets - 4
                 row = {"command": command, "workers": workers, "repeat": rep, "nets": nets, "wall_s": round(wall, 2),
                        "build_s": work, "cpu_s": round(cpu, 2), "cpu_per_wall": round(cpu / wall, 2),
                        "load_before": load[0], "load_after": load[1]}

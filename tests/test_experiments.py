@@ -127,7 +127,7 @@ CASES: dict[str, Case] = {
          "--out", str(p / "o.json")], p / "o.json"),
     "structure_check.py": lambda t, p: ([str(t / "run"), "--out", str(p / "o.json")], p / "o.json"),
     "worker_speedup.py": lambda t, p: (
-        ["--nets", "4", "--width", "4", "--depth", "1", "--batch-size", "8", "--commands", "stats",
+        ["--nets", "6", "--width", "4", "--depth", "1", "--batch-size", "8",
          "--out", str(p / "o.json")], p / "o.json"),
 }
 
