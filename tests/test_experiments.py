@@ -132,6 +132,33 @@ CASES: dict[str, Case] = {
 }
 
 
+#: what the output must say beyond parsing (the scripts' own checks, on the tiny setting)
+CHECKS: dict[str, Callable[[dict], bool]] = {
+    "baseline_pass_sharing.py": lambda d: d["identical_scores"] and len(d["nets"]) == 2,
+    "check_published_proxies.py": lambda d: d["n"] == 4 and d["proxies"]["params"]["rho_vs_published"] is not None,
+    "check_sota_proxies.py": lambda d: d["setting"]["n"] == 3 and "az_nas" in d["results"],
+    "digits_bench_report.py": lambda d: d["archs"] > 0 and d["space"] == "nb201",
+    "ensemble_study.py": lambda d: {"run top-1", "run top-2", "best of each run"} <= set(d),
+    "eval_throughput.py": lambda d: set(d["sets"]) == {"compact", "eznas"},
+    "gpu_check.py": lambda d: d["smoke"] and d["agreement"]["agree"] and d["agreement"]["rel_err_float32_max"] == 0,
+    "nas_study.py": lambda d: any(r["proxy"] == "params" for r in d["rows"]),
+    "natsbench_eval.py": lambda d: d["tasks"]["nb201/cifar10"]["nets"] == 3
+    and "params" in d["tasks"]["nb201/cifar10"]["proxies"],
+    "nb201_search.py": lambda d: d["generations"] == 2 and "nb201/digits" in d["test_spearman"],
+    "primitive_profile.py": lambda d: len(d["primitives"]) > 10,
+    "ray_local.py": lambda d: d["identical"],
+    "run_main_experiments.py": lambda d: d["settings"]["nb201"]["baseline_names"] == ["params"]
+    and "nb201/digits" in d["settings"]["nb201"]["baselines"],
+    "search_study.py": lambda d: [r["variant"] for r in d["runs"]] == ["default"],
+    "ship_proxies.py": lambda d: "eznas-nb201" in d["shipped"],
+    "ship_validation.py": lambda d: d["tiny"]["nets_per_task"] == {"nb201/digits": 6},
+    "stats_fidelity.py": lambda d: d["nets"] == 3 and len(d["spearman"]) == 10,
+    "stats_throughput.py": lambda d: d["tasks"]["cifar10"]["nets"] == 2 and d["tasks"]["cifar10"]["bytes_per_net"] > 0,
+    "structure_check.py": lambda d: set(d["runs"][0]["noise"]) == {"nb201/digits"},
+    "worker_speedup.py": lambda d: len(d["runs"]) == 4,
+}
+
+
 def _own_config(tiny: Path, tmp: Path) -> Path:
     """The tiny config with its run directory under ``tmp`` (run_main_experiments adds ``-s<seed>``)."""
     cfg = config_mod.from_dict({**tiny_config(tiny), "run_dir": str(tmp / "run")})
@@ -144,6 +171,7 @@ def test_every_script_has_a_case() -> None:
     """A new script must get a smoke case (or a reasoned cheap check below)."""
     cheap = {"builtin_fresh_venv.py", "export_fresh_venv.py", "update_readme.py"}
     assert sorted(p.name for p in EXPERIMENTS.glob("*.py")) == sorted(set(CASES) | cheap)
+    assert set(CHECKS) == set(CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -151,7 +179,8 @@ def test_script_runs_on_tiny_setting(name: str, tiny: Path, tmp_path: Path) -> N
     args, out = CASES[name](tiny, tmp_path)
     run_script(name, args, tmp_path)
     assert out.is_file(), f"{name} did not write {out}"
-    assert json.loads(out.read_text())
+    doc = json.loads(out.read_text())
+    assert CHECKS[name](doc), f"{name}: unexpected output {json.dumps(doc)[:2000]}"
 
 
 @pytest.mark.parametrize("name", ["builtin_fresh_venv.py", "export_fresh_venv.py"])
