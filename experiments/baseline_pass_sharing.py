@@ -81,7 +81,8 @@ def main() -> None:
                          "after_s_per_net": float(sum(np.mean(after[m]) for m in members))}
     doc = {
         "nets": archs, "batch_size": args.batch_size,
-        **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}), "seed": args.seed, "threads": args.threads,
+        **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}),
+        "seed": args.seed, "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "proxies": names,
         "before_s_per_net": float(np.mean(wall["before"])),

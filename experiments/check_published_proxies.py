@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--cache", default=str(CACHE), help="score cache (JSON, rewritten after every net)")
-    ap.add_argument("--width", type=int, default=None, help="smaller nets, a quick check only; NB201 channels (default: full size, 16)")
-    ap.add_argument("--depth", type=int, default=None, help="smaller nets, a quick check only; NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels, a quick check only (default: 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage, a quick check only (default: 5)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     size = {"width": args.width, "depth": args.depth} if args.width or args.depth else None
     if size and cache_path == CACHE:
-        raise SystemExit("check_published_proxies: --width/--depth need their own --cache (the default one holds full-size scores)")
+        raise SystemExit("check_published_proxies: --width/--depth need their own --cache "
+                         "(the default one holds full-size scores)")
     cache = collect([task.archs[i] for i in idx], cache_path, size)
     rows = analyse(task, other, idx, cache)
     _save(out / "published_check.json", {"space": "nb201", "dataset": "cifar10", "batch_size": BATCH,

@@ -129,7 +129,8 @@ def main() -> None:
                    "seconds_per_net": float(np.mean(times[p])), "non_finite": int((~np.isfinite(v)).sum()),
                    "paper_spearman": paper[0], "paper_source": paper[1]}
 
-    print(f"NB201 cifar10, {len(archs)} nets (sample seed {args.seed}), width {args.width or 16}, depth {args.depth or 5}, batch {args.batch_size}, CPU 1 thread, "
+    print(f"NB201 cifar10, {len(archs)} nets (sample seed {args.seed}), width {args.width or 16}, "
+          f"depth {args.depth or 5}, batch {args.batch_size}, CPU 1 thread, "
           f"{time.perf_counter() - wall:.0f} s")
     print(f"{'proxy':18s} {'rho ours':>9s} {'tau ours':>9s} {'rho paper':>10s} {'s/net':>7s}")
     for p, r in rows.items():

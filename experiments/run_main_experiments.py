@@ -93,7 +93,8 @@ def transfer_seed(cfg_path: str, seed: int) -> dict:
     r = run_seed(cfg_path, seed)
     seen = tuple(r["per_task"])
     t0 = time.perf_counter()
-    rep = transfer(str(in_repo(r["run_dir"])), str(in_repo(TRANSFER_TARGET)), progress=sys.stderr.isatty(), skip_tasks=seen)
+    rep = transfer(str(in_repo(r["run_dir"])), str(in_repo(TRANSFER_TARGET)), progress=sys.stderr.isatty(),
+                   skip_tasks=seen)
     best = rep["hall_of_fame"][0]
     assert best["infix"] == r["best"]
     r["transfer_s"] = time.perf_counter() - t0

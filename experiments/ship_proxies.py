@@ -177,8 +177,9 @@ def main() -> None:
     print(table)
     update_readme(table, args.readme)
     args.summary.parent.mkdir(parents=True, exist_ok=True)
-    args.summary.write_text(json.dumps({"markdown": table, "shipped": report, "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed"
-                                                                      for n in missing}}, indent=1) + "\n")
+    args.summary.write_text(json.dumps({"markdown": table, "shipped": report,
+                                        "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed" for n in missing}},
+                                       indent=1) + "\n")
     print(f"wrote {', '.join(str(package / f'{n}.json') for n in shipped)} and {args.summary}")
 
 

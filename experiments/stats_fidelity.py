@@ -65,7 +65,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = records.load_task("nb201", "cifar10").sample(args.nets, args.seed)
-    st = StatsSettings("nb201", "cifar10", args.batch_size, args.seed, args.R, args.s, width=args.width, depth=args.depth)
+    st = StatsSettings("nb201", "cifar10", args.batch_size, args.seed, args.R, args.s,
+                       width=args.width, depth=args.depth)
     batches = net_batches(st)
     full_scores: dict[str, list[float]] = defaultdict(list)
     sketch_scores: dict[str, list[float]] = defaultdict(list)
