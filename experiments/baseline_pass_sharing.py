@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--proxies", nargs="+", default=None, help="these baselines only (default: every registered one)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "baseline_pass_sharing.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -49,14 +52,14 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     archs = [task.archs[i] for i in rng.choice(len(task.archs), size=args.nets, replace=False)]
     b = make_batches("cifar10", args.batch_size, args.seed, num_classes=10, root=args.data_dir)
-    names = proxy_names()
+    names = args.proxies or proxy_names()
     groups = passes.plan(names)
     before: dict[str, list[float]] = {n: [] for n in names}
     after: dict[str, list[float]] = {n: [] for n in names}
     wall = {"before": [], "after": []}
     mismatches: list[str] = []
     for i, arch in enumerate(archs):
-        model = build("nb201", arch, "cifar10", seed=args.seed)
+        model = build("nb201", arch, "cifar10", seed=args.seed, width=args.width, depth=args.depth)
         order = (False, True) if i % 2 == 0 else (True, False)
         res = {}
         for shared in order:
@@ -77,7 +80,9 @@ def main() -> None:
                          "before_s_per_net": float(sum(np.mean(before[m]) for m in members)),
                          "after_s_per_net": float(sum(np.mean(after[m]) for m in members))}
     doc = {
-        "nets": archs, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
+        "nets": archs, "batch_size": args.batch_size,
+        **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}),
+        "seed": args.seed, "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "proxies": names,
         "before_s_per_net": float(np.mean(wall["before"])),

@@ -73,6 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--out", type=Path, default=OUT, help="the report (text)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eznas-builtin-")).resolve()
     assert ROOT not in work.parents, "the work directory must be outside the repository"
@@ -134,8 +135,9 @@ def main() -> None:
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    OUT.write_text("\n".join(lines) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
     sys.exit(0 if lines[-1] == "PASS" else 1)
 
 

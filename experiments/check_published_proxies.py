@@ -98,9 +98,10 @@ def _save(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def score_net(arch: str, batch_seed: int, init_seed: int, proxies: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def score_net(arch: str, batch_seed: int, init_seed: int, proxies: tuple[str, ...],
+              size: dict[str, int | None] | None = None) -> dict[str, dict[str, float]]:
     batches = make_batches("cifar10", BATCH, batch_seed, num_classes=10)
-    model = build("nb201", arch, "cifar10", seed=init_seed)
+    model = build("nb201", arch, "cifar10", seed=init_seed, **(size or {}))
     out = {}
     for name in proxies:
         t0 = time.perf_counter()
@@ -120,14 +121,14 @@ def passes(arch: str) -> dict[str, tuple[int, int, tuple[str, ...]]]:
     return {"0": (0, 0, PROXIES), "1": (1, 1, NOISY), "netA": (h, h, DATA), "netB": (h + 1, h + 1, DATA)}
 
 
-def collect(archs: list[str], cache_path: Path) -> dict[str, dict]:
+def collect(archs: list[str], cache_path: Path, size: dict[str, int | None] | None = None) -> dict[str, dict]:
     cache: dict[str, dict] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     for arch in tqdm(archs, desc="nets", file=sys.stdout, mininterval=10):
         for name, (batch_seed, init_seed, proxies) in passes(arch).items():
             key = f"{arch}|{name}"
             todo = tuple(p for p in proxies if p not in cache.get(key, {}))
             if todo:
-                cache.setdefault(key, {}).update(score_net(arch, batch_seed, init_seed, todo))
+                cache.setdefault(key, {}).update(score_net(arch, batch_seed, init_seed, todo, size))
                 _save(cache_path, cache)
     return cache
 
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--cache", default=str(CACHE), help="score cache (JSON, rewritten after every net)")
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels, a quick check only (default: 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage, a quick check only (default: 5)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -213,10 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     idx = np.sort(np.random.default_rng(args.seed).permutation(len(task))[: args.n])
     cache_path = Path(args.cache).expanduser()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = collect([task.archs[i] for i in idx], cache_path)
+    size = {"width": args.width, "depth": args.depth} if args.width or args.depth else None
+    if size and cache_path == CACHE:
+        raise SystemExit("check_published_proxies: --width/--depth need their own --cache "
+                         "(the default one holds full-size scores)")
+    cache = collect([task.archs[i] for i in idx], cache_path, size)
     rows = analyse(task, other, idx, cache)
     _save(out / "published_check.json", {"space": "nb201", "dataset": "cifar10", "batch_size": BATCH,
-                                         "n": len(idx), "proxies": rows})
+                                         "n": len(idx), **(size or {}), "proxies": rows})
     md = markdown(rows)
     (out / "published_check.md").write_text(md)
     print(md)

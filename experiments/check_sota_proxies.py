@@ -59,9 +59,10 @@ PER_NET = ("params", "meco", "swap", "reg_swap", "az_expressivity", "az_progress
            "az_complexity")
 
 
-def score_net(arch: str, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
-    """(scores, seconds) of every per-net proxy for one full-size NB201 net."""
-    model = build("nb201", arch, "cifar10", seed=0)
+def score_net(arch: str, x: torch.Tensor, y: torch.Tensor, width: int | None = None,
+              depth: int | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """(scores, seconds) of every per-net proxy for one NB201 net (full size unless width / depth)."""
+    model = build("nb201", arch, "cifar10", seed=0, width=width, depth=depth)
     s: dict[str, float] = {}
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -93,6 +94,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="nets sampled from the NB201 cifar10 records")
     ap.add_argument("--seed", type=int, default=0, help="seed of the net sample")
     ap.add_argument("--out", default=str(RESULTS / "sota_proxies.json"))
+    ap.add_argument("--batch-size", type=int, default=BATCH)
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
     args = ap.parse_args()
     out = check_output(args.out, "results file")
     torch.set_num_threads(1)
@@ -102,13 +106,13 @@ def main() -> None:
                                                           replace=False))
     archs = [task.archs[i] for i in idx]
     acc = np.asarray(task.accuracies)[idx]
-    b = make_batches("cifar10", BATCH, 0, num_classes=10)
+    b = make_batches("cifar10", args.batch_size, 0, num_classes=10)
 
     scores: dict[str, list[float]] = {p: [] for p in PER_NET}
     times: dict[str, list[float]] = {p: [] for p in PER_NET}
     wall = time.perf_counter()
     for arch in progress(archs, desc="nets"):
-        s, t = score_net(arch, b.D, b.targets)
+        s, t = score_net(arch, b.D, b.targets, args.width, args.depth)
         for p in PER_NET:
             scores[p].append(float(s[p]))
             times[p].append(float(t[p]))
@@ -125,7 +129,8 @@ def main() -> None:
                    "seconds_per_net": float(np.mean(times[p])), "non_finite": int((~np.isfinite(v)).sum()),
                    "paper_spearman": paper[0], "paper_source": paper[1]}
 
-    print(f"NB201 cifar10, {len(archs)} nets (sample seed {args.seed}), full size, batch {BATCH}, CPU 1 thread, "
+    print(f"NB201 cifar10, {len(archs)} nets (sample seed {args.seed}), width {args.width or 16}, "
+          f"depth {args.depth or 5}, batch {args.batch_size}, CPU 1 thread, "
           f"{time.perf_counter() - wall:.0f} s")
     print(f"{'proxy':18s} {'rho ours':>9s} {'tau ours':>9s} {'rho paper':>10s} {'s/net':>7s}")
     for p, r in rows.items():
@@ -134,7 +139,8 @@ def main() -> None:
     notes = "Why our numbers" + __doc__.split("Why our numbers")[1].split("    OMP_NUM_THREADS")[0].rstrip()
     print("\n" + notes)
     result = {"setting": {"space": "nb201", "dataset": "cifar10", "n": len(archs), "sample_seed": args.seed,
-                          "batch_size": BATCH, "init_seed": 0, "batch_seed": 0, "width": 16, "depth": 5,
+                          "batch_size": args.batch_size, "init_seed": 0, "batch_seed": 0,
+                          "width": args.width or 16, "depth": args.depth or 5,
                           "device": "cpu, 1 thread", "swap_repeats": 4, "swap_samples": 16,
                           "reg_swap_mu_thousands": 1500.0, "reg_swap_sigma": 1.5e6},
               "results": rows,

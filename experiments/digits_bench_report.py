@@ -25,6 +25,7 @@ from eznas.spaces import parse_ints
 from eznas.spaces.nb201 import EDGES, OPS
 
 NONE_OP = 1  # NB201 op index of `none`
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def nb201_reachable(key: str) -> bool:
@@ -87,8 +88,8 @@ def _fmt(v: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bench", default="eznas/benchmarks_data/digits-nb201.json")
-    ap.add_argument("--out", default="experiments/results/digits_bench.json")
+    ap.add_argument("--bench", default=str(ROOT / "eznas" / "benchmarks_data" / "digits-nb201.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "digits_bench.json"))
     args = ap.parse_args()
     r = report(Path(args.bench))
     s, sr = r["accuracy_spread"], r["accuracy_spread_reachable"]

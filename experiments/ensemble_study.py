@@ -23,6 +23,8 @@ from eznas.evolve import SearchData
 from eznas.metrics import spearman
 from eznas.scoring import Scorer, ScoringOptions
 
+OUT = Path(__file__).resolve().parents[1] / "experiments" / "results" / "ensemble_study.json"
+
 
 def test_scorer(data: SearchData) -> Scorer:
     """Scores of programs on the config's test nets (the run's primitive set and unit aggregate)."""
@@ -40,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = config_mod.load(Path(args.runs[0]) / "config.yaml")
@@ -59,7 +62,8 @@ def main() -> None:
     print(f"{'ensemble':24s} " + " ".join(f"{t.split('/')[-1]:>15s}" for t in tasks))
     for name, r in out.items():
         print(f"{name:24s} " + " ".join(f"{r[t]:15.3f}" for t in tasks))
-    Path("experiments/results/ensemble_study.json").write_text(json.dumps(out, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -65,9 +65,10 @@ def evolved_scores(test: records.Task, programs: list[str]) -> dict[str, np.ndar
     return out
 
 
-def baseline_scores(test: records.Task, cfg: config_mod.Config) -> dict[str, np.ndarray]:
-    specs = evaluate.resolve_proxies(cfg.evaluate.proxies)
-    cache, counters = evaluate.ScoreCache(CACHE_DIR / evaluate.CACHE_FILE), evaluate.Counters()
+def baseline_scores(test: records.Task, cfg: config_mod.Config, cache_dir: Path = CACHE_DIR,
+                    proxies: list[str] | None = None) -> dict[str, np.ndarray]:
+    specs = evaluate.resolve_proxies(proxies or cfg.evaluate.proxies)
+    cache, counters = evaluate.ScoreCache(cache_dir / evaluate.CACHE_FILE), evaluate.Counters()
     ts = evaluate.score_task(cfg, test, specs, cache, counters, progress=sys.stderr.isatty())
     if counters.computed:
         print(f"  baselines: {counters.computed} scores computed", file=sys.stderr)
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--search-budget", type=int, default=100, help="cells per simulated random search")
     ap.add_argument("--search-seeds", type=int, default=100)
+    ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="the baselines' score cache (a folder)")
+    ap.add_argument("--proxies", nargs="+", default=None, help="these baselines only (default: the config's)")
     args = ap.parse_args(argv)
     cfg = config_mod.load(NATS_CONFIG)
     programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             test = test.subset(list(range(min(args.limit, len(test)))))
         t0 = time.perf_counter()
-        cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg)}
+        cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg, args.cache_dir, args.proxies)}
         columns[test.name] = (cols, np.asarray(test.accuracies, dtype=np.float64))
         seen = seen_cells(ds)
         doc["tasks"][test.name] = {"nets": len(test), "seen_by_search": sum(a in seen for a in test.archs),
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                   "delta_vs_best_baseline": ([iv.delta[t][lab].value, *iv.delta[t][lab].interval]
                                              if lab in iv.delta[t] else None)}
             for lab, v in d.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_safe(doc), indent=1))
     print(markdown(doc))
     print(search_markdown(doc))

@@ -5,13 +5,15 @@ evaluations per second, peak memory, and the best program's test-split Spearman 
 beside `params` and `nwot` computed by eznas on the same test nets in the same run.
 
     python experiments/nb201_search.py [--config configs/nb201.yaml] [--seed 0] [--run-dir runs/nb201-s0]
+
+Relative paths (``--config``, the config's ``run_dir``) resolve against the repository root. The run
+directory must not exist yet (an earlier run is never deleted: remove it yourself or pick another).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,13 @@ from eznas import config as config_mod
 from eznas import evolve
 from eznas.evaluate import evaluate
 from eznas.stats import build_cache, config_jobs, default_cache_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def in_repo(path: str | Path) -> Path:
+    """``path``, relative paths taken from the repository root (not the current directory)."""
+    return ROOT / path if not Path(path).is_absolute() else Path(path)
 
 
 def peak_rss_gb() -> float:
@@ -37,15 +46,16 @@ def main() -> None:
     ap.add_argument("--run-dir", default=None)
     ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
     ap.add_argument("--out", default=None, help="JSON results (default experiments/results/<run name>.json)")
+    ap.add_argument("--eval-dir", default=None, help="baseline score cache (default runs/evaluation/<config name>)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = config_mod.load(args.config)
+    cfg = config_mod.load(in_repo(args.config))
     if args.seed is not None:
         cfg.search.seed = args.seed  # the GP's seed; splits and statistics keep the config's
     seed = cfg.seed if cfg.search.seed is None else cfg.search.seed
-    run_dir = Path(args.run_dir or f"{cfg.run_dir}-s{seed}")
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else in_repo(f"{cfg.run_dir}-s{seed}")
     if run_dir.exists():
-        shutil.rmtree(run_dir)
+        raise SystemExit(f"nb201_search: run directory {run_dir} exists; remove it or pass another --run-dir")
     cfg.run_dir = str(run_dir)
 
     t0 = time.perf_counter()
@@ -58,8 +68,8 @@ def main() -> None:
     state = evolve.load_checkpoint(run_dir)
     t2 = time.perf_counter()
     # baselines on the same test nets; scores are shared with `eznas evaluate configs/nb201.yaml`
-    base = evaluate(cfg, proxies=["params", "nwot"], out=Path("runs/evaluation") / Path(args.config).stem,
-                    progress=False)
+    eval_dir = Path(args.eval_dir) if args.eval_dir else ROOT / "runs" / "evaluation" / Path(args.config).stem
+    base = evaluate(cfg, proxies=["params", "nwot"], out=eval_dir, progress=False)
     t_base = time.perf_counter() - t2
 
     best = result["hall"][0]
@@ -79,7 +89,7 @@ def main() -> None:
     print(f"{'task':24s} {'evolved':>8s} {'params':>8s} {'nwot':>8s}   (test-split Spearman rho)")
     for task, r in rows.items():
         print(f"{task:24s} {r['evolved']:8.3f} {r['params']:8.3f} {r['nwot']:8.3f}   n={r['nets']}")
-    dest = Path(args.out or f"experiments/results/{run_dir.name}.json")
+    dest = Path(args.out) if args.out else ROOT / "experiments" / "results" / f"{run_dir.name}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))
 

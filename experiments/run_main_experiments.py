@@ -19,12 +19,16 @@ turns it into the README's tables.
     python experiments/run_main_experiments.py --setting nb201 --seeds 0 1 2
     python experiments/run_main_experiments.py --setting all-spaces --seeds 0 1 2
     python experiments/run_main_experiments.py --setting transfer --seeds 0 1 2
+
+Relative paths resolve against the repository root, not the current directory. A seed's run
+directory (the config's ``run_dir`` + ``-s<seed>``) must not exist: an earlier run is never deleted,
+the script stops and names it. ``--config`` runs a setting on another config (a small one for a
+quick check), ``--out`` / ``--eval-dir`` put the results elsewhere.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,20 +47,31 @@ from eznas.transfer import transfer
 SETTINGS = {"nb201": "configs/nb201.yaml", "all-spaces": "configs/all-spaces.yaml",
             "transfer": "configs/transfer-nb201.yaml"}
 TRANSFER_TARGET = "configs/all-spaces.yaml"  # the transfer runs are scored on this config's test nets
-RESULTS = Path("experiments/results/main_results.json")
-EVAL_DIR = Path("experiments/results/evaluation")
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results" / "main_results.json"
+EVAL_DIR = ROOT / "experiments" / "results" / "evaluation"
+
+
+def in_repo(path: str | Path) -> Path:
+    """``path``, relative paths taken from the repository root (not the current directory)."""
+    return ROOT / path if not Path(path).is_absolute() else Path(path)
+
+
+def shown(path: Path) -> str:
+    """``path`` as recorded in the results: relative to the repository root when inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def run_dir_of(cfg_path: str, seed: int) -> Path:
-    return Path(f"{config_mod.load(cfg_path).run_dir}-s{seed}")
+    return in_repo(f"{config_mod.load(in_repo(cfg_path)).run_dir}-s{seed}")
 
 
 def run_seed(cfg_path: str, seed: int) -> dict:
-    cfg = config_mod.load(cfg_path)
+    cfg = config_mod.load(in_repo(cfg_path))
     cfg.search.seed = seed
     run_dir = run_dir_of(cfg_path, seed)
     if run_dir.exists():
-        shutil.rmtree(run_dir)
+        raise SystemExit(f"run_main_experiments: run directory {run_dir} exists; remove it (or move it) first")
     cfg.run_dir = str(run_dir)
     jobs, _ = config_jobs(cfg)
     t0 = time.perf_counter()
@@ -66,7 +81,7 @@ def run_seed(cfg_path: str, seed: int) -> dict:
     result = evolve.run(cfg, run_dir, progress=sys.stderr.isatty())
     t_search = time.perf_counter() - t1
     best = result["hall"][0]
-    return {"seed": seed, "best": best["infix"], "run_dir": str(run_dir), "statistics_s": t_stats,
+    return {"seed": seed, "best": best["infix"], "run_dir": shown(run_dir), "statistics_s": t_stats,
             "search_s": t_search, "evaluations": result["evaluations"], "generations": result["generations"],
             "search_cpu_loop_s": result["search_s"], "per_task": {t: {"evolved": r["spearman"]} for t, r in best["test"].items()},
             "kendall": {t: r["kendall"] for t, r in best["test"].items()},
@@ -78,7 +93,8 @@ def transfer_seed(cfg_path: str, seed: int) -> dict:
     r = run_seed(cfg_path, seed)
     seen = tuple(r["per_task"])
     t0 = time.perf_counter()
-    rep = transfer(r["run_dir"], TRANSFER_TARGET, progress=sys.stderr.isatty(), skip_tasks=seen)
+    rep = transfer(str(in_repo(r["run_dir"])), str(in_repo(TRANSFER_TARGET)), progress=sys.stderr.isatty(),
+                   skip_tasks=seen)
     best = rep["hall_of_fame"][0]
     assert best["infix"] == r["best"]
     r["transfer_s"] = time.perf_counter() - t0
@@ -89,15 +105,15 @@ def transfer_seed(cfg_path: str, seed: int) -> dict:
     return r
 
 
-def evaluation_dir(cfg_path: str) -> Path:
-    return EVAL_DIR / Path(cfg_path).stem
+def evaluation_dir(cfg_path: str, root: Path = EVAL_DIR) -> Path:
+    return root / Path(cfg_path).stem
 
 
-def baselines(cfg_path: str, proxies: list[str]) -> tuple[dict[str, dict[str, float]], float]:
-    """Spearman rho of every baseline on the config's test nets (computed once, then cached)."""
-    cfg = config_mod.load(cfg_path)
+def baselines(cfg_path: str, proxies: list[str], out: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """Spearman rho of every baseline on the config's test nets (computed once, then cached in ``out``)."""
+    cfg = config_mod.load(in_repo(cfg_path))
     t0 = time.perf_counter()
-    res = evaluate(cfg, proxies=proxies, out=evaluation_dir(cfg_path), progress=sys.stderr.isatty())
+    res = evaluate(cfg, proxies=proxies, out=out, progress=sys.stderr.isatty())
     return {t: {b: res.per_task[t][b]["spearman"] for b in proxies} for t in res.per_task}, time.perf_counter() - t0
 
 
@@ -109,7 +125,7 @@ def seeds_ensemble(cfg_path: str, runs: list[dict]) -> dict[str, float]:
     from eznas.evolve import SearchData
     from eznas.metrics import spearman
 
-    data = SearchData.for_config(config_mod.load(cfg_path))
+    data = SearchData.for_config(config_mod.load(in_repo(cfg_path)))
     scorer = test_scorer(data)
     members = [scorer.net_scores(r["best"]) for r in runs]
     return {t: spearman(rank_average([m[t] for m in members]), ts.accuracies) for t, ts in data.load("test").items()}
@@ -146,7 +162,7 @@ def table(setting: str, runs: list[dict], base: dict[str, dict[str, float]], bas
     return "\n".join(lines) + "\n"
 
 
-def plot(setting: str, v: dict, extra: dict | None) -> Path:
+def plot(setting: str, v: dict, extra: dict | None, out_dir: Path) -> Path:
     """Grouped bars per task: evolved (mean ± std over seeds) beside every baseline."""
     import matplotlib
 
@@ -174,13 +190,13 @@ def plot(setting: str, v: dict, extra: dict | None) -> Path:
     ax.set_title(f"{setting}: evolved (mean ± std over seeds) vs baselines")
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    out = RESULTS.parent / f"main_{setting}.png"
+    out = out_dir / f"main_{setting}.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)
-    return out
+    return Path(shown(out))
 
 
-def render(doc: dict) -> None:
+def render(doc: dict, out_dir: Path) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # a baseline that is NaN on a task (synflow on TNB)
@@ -193,7 +209,7 @@ def render(doc: dict) -> None:
         if "seeds_ensemble" in v:
             extra = {**(extra or {}), "ensemble of the seeds' best": {t: [x] for t, x in v["seeds_ensemble"].items()}}
         v["markdown"] = table(name, v["runs"], v["baselines"], v["baseline_names"], extra)
-        v["markdown"] += f"\n![{name}]({plot(name, v, extra)})\n"
+        v["markdown"] += f"\n![{name}]({plot(name, v, extra, out_dir)})\n"
     doc["markdown"] = "\n".join(doc["settings"][k]["markdown"] for k in SETTINGS if k in doc["settings"])
 
 
@@ -207,13 +223,18 @@ def main() -> None:
                     help="search: only the searches (and transfer); baselines: only the baseline scores of a "
                          "setting whose searches are stored; all: both")
     ap.add_argument("--rerender", action="store_true", help="only rebuild the tables from the stored runs")
+    ap.add_argument("--config", default=None, help="run the setting on this config instead (e.g. a tiny one)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results JSON (other settings in it are kept)")
+    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR, help="baseline score caches, one folder per config")
     args = ap.parse_args()
-    doc = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"settings": {}}
-    cfg_path = SETTINGS[args.setting]
+    results = args.out.resolve()
+    doc = json.loads(results.read_text()) if results.is_file() else {"settings": {}}
+    cfg_path = args.config or SETTINGS[args.setting]
     if not args.rerender:
         torch.set_num_threads(args.threads)
-        names = args.baselines or config_mod.load(cfg_path).evaluate.proxies
-        entry = doc["settings"].setdefault(args.setting, {"config": cfg_path})
+        names = args.baselines or config_mod.load(in_repo(cfg_path)).evaluate.proxies
+        entry = doc["settings"].setdefault(args.setting, {})
+        entry["config"] = cfg_path
         if args.phase in ("all", "search"):
             t0 = time.perf_counter()
             step = transfer_seed if args.setting == "transfer" else run_seed
@@ -224,7 +245,7 @@ def main() -> None:
             if "runs" not in entry:
                 raise SystemExit(f"setting {args.setting}: no stored searches; run --phase search first")
             for r in entry["runs"]:  # runs stored before these were recorded: read them from the checkpoint
-                ck = Path(r.get("run_dir", "")) / "checkpoint.json"
+                ck = in_repo(r.get("run_dir", "")) / "checkpoint.json"
                 if "evaluations" not in r and ck.is_file():
                     c = json.loads(ck.read_text())
                     tm = ck.with_name("timings.json")  # the wall clock moved out of the checkpoint
@@ -233,8 +254,9 @@ def main() -> None:
             if "searches_s" not in entry and "pipeline_s" in entry:  # stored by a one-phase run
                 entry["searches_s"] = entry["pipeline_s"] - entry["baselines_s"]
             base_cfg = TRANSFER_TARGET if args.setting == "transfer" else cfg_path
-            base, t_base = baselines(base_cfg, names)
-            entry["evaluation_dir"] = str(evaluation_dir(base_cfg))  # its score cache times the baselines
+            eval_dir = evaluation_dir(base_cfg, args.eval_dir.resolve())
+            base, t_base = baselines(base_cfg, names, eval_dir)
+            entry["evaluation_dir"] = shown(eval_dir)  # its score cache times the baselines
             if entry.get("baseline_names") == names and "baselines_s" in entry:
                 t_base = max(t_base, entry["baselines_s"])  # a rerun reads the cache: keep the computing run's time
             entry.update(baselines={t: base[t] for t in entry["runs"][0]["per_task"]}, baseline_names=names,
@@ -243,14 +265,14 @@ def main() -> None:
                 entry["seeds_ensemble"] = seeds_ensemble(cfg_path, entry["runs"])
         if "baselines" in entry:
             entry["pipeline_s"] = entry["searches_s"] + entry["baselines_s"]
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(doc, indent=2))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(doc, indent=2))
     complete = {k: v for k, v in doc["settings"].items() if "baselines" in v}
-    render({"settings": complete})
+    render({"settings": complete}, results.parent)
     doc["markdown"] = "\n".join(complete[k]["markdown"] for k in SETTINGS if k in complete)
     if not args.rerender and args.setting in complete:
         print(complete[args.setting]["markdown"])
-    RESULTS.write_text(json.dumps(doc, indent=2))
+    results.write_text(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

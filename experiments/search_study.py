@@ -5,12 +5,15 @@ statistics fixed by the config's seed) and reports the best program's test-split
 task (in-engine) and the search time. Writes experiments/results/search_study.json.
 
     python experiments/search_study.py --seeds 0 1 --variants default unit-sum tournament
+
+Relative paths resolve against the repository root. Run directories go under ``--runs-dir``
+(default runs/study/<config name>/<variant>-s<seed>); one that exists already is never deleted:
+the script stops and names it.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,11 +64,16 @@ def _smaller_sketches(R: int | None, s: int | None):
         return dataclasses.replace(ts, values=v.contiguous(), valid=None)
 
     return load
-OUT = Path("experiments/results/search_study.json")
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "experiments" / "results" / "search_study.json"
 
 
-def run(cfg_path: str, name: str, seed: int) -> dict:
-    cfg = config_mod.load(cfg_path)
+def in_repo(path: str | Path) -> Path:
+    return ROOT / path if not Path(path).is_absolute() else Path(path)
+
+
+def run(cfg_path: str, name: str, seed: int, runs_dir: Path) -> dict:
+    cfg = config_mod.load(in_repo(cfg_path))
     sub = {k.split(".")[1]: v for k, v in VARIANTS[name].items() if k.startswith("sub.")}
     for k, v in VARIANTS[name].items():
         if k.startswith("sub."):
@@ -74,9 +82,9 @@ def run(cfg_path: str, name: str, seed: int) -> dict:
         setattr(getattr(cfg, section), key, v)
     cfg.search.seed = seed
     config_mod.validate(cfg)
-    run_dir = Path(f"runs/study/{Path(cfg_path).stem}/{name}-s{seed}")
+    run_dir = runs_dir / Path(cfg_path).stem / f"{name}-s{seed}"
     if run_dir.exists():
-        shutil.rmtree(run_dir)
+        raise SystemExit(f"search_study: run directory {run_dir} exists; remove it or pass another --runs-dir")
     t0 = time.perf_counter()
     loader = evolve.load_task_stats
     if sub:
@@ -99,16 +107,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core box oversubscribe
+    ap.add_argument("--out", type=Path, default=OUT, help="results JSON (runs of other variants are kept)")
+    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "study")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    doc = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}
+    out = args.out
+    doc = json.loads(out.read_text()) if out.is_file() else {"runs": []}
     for name in args.variants:
         for seed in args.seeds:
-            r = run(args.config, name, seed)
-            doc = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}  # other runs may have written
+            r = run(args.config, name, seed, args.runs_dir.resolve())
+            doc = json.loads(out.read_text()) if out.is_file() else {"runs": []}  # other runs may have written
             doc["runs"] = [x for x in doc["runs"]
                            if (x.get("config"), x["variant"], x["seed"]) != (args.config, name, seed)] + [r]
-            OUT.write_text(json.dumps(doc, indent=2))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(doc, indent=2))
     mine = [x for x in doc["runs"] if x.get("config") == args.config]
     print(f"{'variant':18s} {'seeds':>5s} " + " ".join(f"{t.split('/')[-1]:>16s}" for t in mine[0]["test_spearman"])
           + "  wall s")

@@ -15,10 +15,11 @@ per-space setting of main_results.json (a config whose tasks are all of that spa
 committed the script says so and ships nothing for it. Prints the chosen programs with their
 validation and test figures; writes the JSON files and ``experiments/results/builtin_proxies.json``.
 
-    python experiments/ship_proxies.py
+    python experiments/ship_proxies.py [--package-dir DIR] [--summary FILE] [--readme FILE]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -123,17 +124,24 @@ def markdown(shipped: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str) -> None:
-    text = README.read_text()
+def update_readme(table: str, readme: Path = README) -> None:
+    text = readme.read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
         print(f"README has no {BEGIN} ... {END} block; table not written")
         return
-    README.write_text(text[:start + len(BEGIN)] + "\n" + table + "\n" + text[end:])
-    print("updated the built-in proxies table of README.md")
+    readme.write_text(text[:start + len(BEGIN)] + "\n" + table + "\n" + text[end:])
+    print(f"updated the built-in proxies table of {readme}")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--package-dir", type=Path, default=PACKAGE, help="where the built-in JSON files go")
+    ap.add_argument("--summary", type=Path, default=SUMMARY)
+    ap.add_argument("--readme", type=Path, default=README, help="the README whose built-in proxies table is rewritten")
+    args = ap.parse_args()
+    package = args.package_dir
+    package.mkdir(parents=True, exist_ok=True)
     main_results = json.loads(MAIN.read_text())["settings"]
     validation = json.loads(VALIDATION.read_text()) if VALIDATION.is_file() else {}
     settings = {name: key for name, (key, _) in SETTINGS.items()}
@@ -144,7 +152,7 @@ def main() -> None:
     shipped, report = {}, {}
     for name, key in settings.items():
         doc = choose(name, key, main_results[key], validation, summaries[name])
-        (PACKAGE / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (package / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
         shipped[name] = doc
         p = doc["provenance"]
         print(f"{name}: GP seed {p['gp_seed']} of {p['config']}  {doc['expression']}")
@@ -161,17 +169,18 @@ def main() -> None:
     missing = [n for n in PER_SPACE if n not in settings]
     for name in missing:
         print(f"{name}: not shipped - no per-space ({PER_SPACE[name]}-only) run is committed in {MAIN.name}")
-    for stale in PACKAGE.glob("eznas-*.json"):
+    for stale in package.glob("eznas-*.json"):
         if stale.stem not in shipped:
             stale.unlink()
-            print(f"removed {stale.relative_to(ROOT)} (no committed run backs it)")
+            print(f"removed {stale} (no committed run backs it)")
     table = markdown(shipped)
     print(table)
-    update_readme(table)
-    SUMMARY.write_text(json.dumps({"markdown": table, "shipped": report, "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed"
-                                                                      for n in missing}}, indent=1) + "\n")
-    print(f"wrote {', '.join(str((PACKAGE / f'{n}.json').relative_to(ROOT)) for n in shipped)} and "
-          f"{SUMMARY.relative_to(ROOT)}")
+    update_readme(table, args.readme)
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.write_text(json.dumps({"markdown": table, "shipped": report,
+                                        "not_shipped": {n: f"no {PER_SPACE[n]}-only run committed" for n in missing}},
+                                       indent=1) + "\n")
+    print(f"wrote {', '.join(str(package / f'{n}.json') for n in shipped)} and {args.summary}")
 
 
 if __name__ == "__main__":

@@ -68,9 +68,10 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["nb201", "all-spaces"])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--main", type=Path, default=MAIN, help="the runs' best programs (main_results.json format)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    main_results = json.loads(MAIN.read_text())["settings"]
+    main_results = json.loads(args.main.read_text())["settings"]
     for setting in args.settings:
         result = measure(setting, main_results[setting], args.workers)
         doc = json.loads(args.out.read_text()) if args.out.is_file() else {}  # another run may have written
@@ -79,6 +80,7 @@ def main() -> None:
             check = r["recorded_by_search_study"]
             extra = "" if check is None else f" (search_study recorded {check:.4f})"
             print(f"{setting} seed {r['seed']}: validate {r['validate']:.4f}{extra}  {r['program']}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -21,6 +21,8 @@ from eznas import records
 from eznas.stats import StatsSettings, compute_net, net_batches
 from eznas.tensors import INDEX
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _mean_abs(t, m=None):
     return t.abs().mean() if m is None else t.abs()[m].mean()
@@ -56,11 +58,15 @@ def main() -> None:
     ap.add_argument("--s", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="experiments/results/stats_fidelity.json")
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "stats_fidelity.json"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     task = records.load_task("nb201", "cifar10").sample(args.nets, args.seed)
-    st = StatsSettings("nb201", "cifar10", args.batch_size, args.seed, args.R, args.s)
+    st = StatsSettings("nb201", "cifar10", args.batch_size, args.seed, args.R, args.s,
+                       width=args.width, depth=args.depth)
     batches = net_batches(st)
     full_scores: dict[str, list[float]] = defaultdict(list)
     sketch_scores: dict[str, list[float]] = defaultdict(list)
@@ -97,6 +103,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"nets": len(task.archs), "R": args.R, "s": args.s,
                                           "batch_size": args.batch_size, "spearman": rows,
+                                          **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}),
                                           "cv_full": cvs}, indent=2))
 
 

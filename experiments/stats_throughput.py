@@ -22,12 +22,14 @@ from eznas.spaces import build
 from eznas.runtime import run_passes
 from eznas.stats import StatsSettings, build_cache, net_batches
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def timed_pair(arch: str, st: StatsSettings, batches, cache: Path) -> tuple[float, float]:
     """(bare seconds, cache seconds) for one net, measured back to back so load on the machine
     affects both alike."""
     t0 = time.perf_counter()
-    model = build(st.space, arch, st.dataset, seed=st.seed)
+    model = build(st.space, arch, st.dataset, seed=st.seed, width=st.width, depth=st.depth)
     run_passes(model, batches.items(), batches.targets, torch.nn.functional.cross_entropy)
     t1 = time.perf_counter()
     build_cache([(arch, st)], cache, progress=False)
@@ -39,13 +41,16 @@ def main() -> None:
     ap.add_argument("--nets", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float16")
-    ap.add_argument("--out", default="experiments/results/stats_throughput.json")
+    ap.add_argument("--datasets", nargs="+", default=["cifar10", "ImageNet16-120"])
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "stats_throughput.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = {}
-    for dataset in ("cifar10", "ImageNet16-120"):
+    for dataset in args.datasets:
         task = records.load_task("nb201", dataset).sample(args.nets, 1)
-        st = StatsSettings("nb201", dataset, dtype=args.dtype)
+        st = StatsSettings("nb201", dataset, dtype=args.dtype, width=args.width, depth=args.depth)
         batches = net_batches(st)
         with tempfile.TemporaryDirectory() as tmp:
             timed_pair(task.archs[0], st, batches, Path(tmp) / "warmup")
@@ -61,7 +66,8 @@ def main() -> None:
               f"ratio {r['ratio']:.2f} (target <= 1.3), {r['bytes_per_net'] / 1e6:.2f} MB/net, "
               f"240 nets -> {r['projected_GB_240_nets']:.2f} GB (target <= 3)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"threads": args.threads, "dtype": args.dtype, "tasks": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({"threads": args.threads, "dtype": args.dtype, "tasks": rows,
+                                          **({"width": args.width, "depth": args.depth} if args.width or args.depth else {})}, indent=2))
 
 
 if __name__ == "__main__":

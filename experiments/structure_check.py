@@ -29,7 +29,7 @@ from eznas.fitness import correlation
 from eznas.scoring import Scorer, ScoringOptions
 from eznas.stats import TaskStats
 
-OUT = Path("experiments/results/structure_check.json")
+OUT = Path(__file__).resolve().parents[1] / "experiments" / "results" / "structure_check.json"
 
 
 def with_noise(ts: TaskStats, seed: int) -> TaskStats:
@@ -43,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = config_mod.load(Path(args.runs[0]) / "config.yaml")
@@ -65,7 +66,8 @@ def main() -> None:
         for name in test:
             print(f"  {name:24s} real {row['real'][name]:6.3f}  noise {row['noise'][name]:6.3f}  "
                   f"units {doc['units_count'][name]:6.3f}")
-    OUT.write_text(json.dumps(doc, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

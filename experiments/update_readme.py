@@ -2,13 +2,14 @@
 
 Nothing in that section is typed by hand: run the experiments, then
 
-    python experiments/update_readme.py
+    python experiments/update_readme.py [--readme README.md]
 
 Each block is written only from the result file it names; a missing file leaves a line saying
 which script produces it.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -341,10 +342,12 @@ def render() -> str:
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to rewrite (its results block)")
+    readme = ap.parse_args().readme
     text = readme.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
     new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: f"{BEGIN}\n{render()}\n{END}", text,
                  flags=re.S)
     readme.write_text(new)

@@ -2,8 +2,8 @@
 
 Runs each command as a user would (a subprocess, OMP_NUM_THREADS=1 so one worker = one core) on
 a fresh statistics cache / output directory: NB201 cifar10 at full size, batch 64, ``--nets``
-networks (statistics: the config's three splits; evaluate: the test split with params, synflow,
-snip, nwot). Reports wall time of the whole command (start-up included) and, for statistics, the
+networks (statistics: the config's three splits, 2 + 2 + the rest; evaluate: the test split, ``--nets``
+- 4 networks, with params, synflow, snip, nwot). Reports wall time of the whole command (start-up included) and, for statistics, the
 build time the command prints; the load average before and after each run and the machine's
 core count are recorded, because other jobs may share the cores.
 
@@ -31,11 +31,14 @@ OUT = ROOT / "experiments" / "results" / "worker_speedup.json"
 PROXIES = ["params", "synflow", "snip", "nwot"]
 
 
-def write_config(tmp: Path, nets: int, seed: int) -> Path:
+def write_config(tmp: Path, nets: int, seed: int, batch_size: int = 64, width: int | None = None,
+                 depth: int | None = None) -> Path:
     cfg = {"seed": seed, "device": "cpu", "tasks": [{"space": "nb201", "dataset": "cifar10"}],
-           "split": {"evolve": 1, "validate": 1, "test": nets - 2},
-           "stats": {"batch_size": 64, "cache_dir": str(tmp / "cache")},
-           "evaluate": {"batch_size": 64, "proxies": PROXIES, "split": "test"}}
+           "split": {"evolve": 2, "validate": 2, "test": nets - 4},  # a split needs >= 2 nets
+           "stats": {"batch_size": batch_size, "cache_dir": str(tmp / "cache")},
+           "evaluate": {"batch_size": batch_size, "proxies": PROXIES, "split": "test"}}
+    if width or depth:
+        cfg["network"] = {"width": width, "depth": depth}
     path = tmp / "speedup.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -80,19 +83,24 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nets", type=int, default=20, help="networks per command (>= 4)")
+    ap.add_argument("--nets", type=int, default=20, help="networks per command (>= 6)")
     ap.add_argument("--repeats", type=int, default=1, help="fresh runs per (command, workers); the best counts")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--width", type=int, default=None, help="NB201 channels (default: full size, 16)")
+    ap.add_argument("--depth", type=int, default=None, help="NB201 cells per stage (default: full size, 5)")
+    ap.add_argument("--commands", nargs="+", choices=["stats", "evaluate"], default=["stats", "evaluate"])
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    if args.nets < 4:
-        raise SystemExit("--nets must be >= 4")
+    if args.nets < 6:
+        raise SystemExit("--nets must be >= 6")
     rows = []
-    for command in ("stats", "evaluate"):
+    for command in args.commands:
         for workers in (1, 2):
             for rep in range(args.repeats):
                 with tempfile.TemporaryDirectory() as d:
                     tmp = Path(d)
-                    cfg = write_config(tmp, args.nets, args.seed)
+                    cfg = write_config(tmp, args.nets, args.seed, args.batch_size, args.width, args.depth)
                     if command == "stats":
                         wall, out, load, cpu = timed(["stats", str(cfg), "--workers", str(workers), "--device", "cpu"])
                         m = re.search(r"; ([0-9.]+) s \(", out)
@@ -102,7 +110,7 @@ def main() -> None:
                         # statistics are not needed by evaluate; it builds nets and scores baselines
                         wall, out, load, cpu = timed(["evaluate", str(cfg), "--workers", str(workers), "--device", "cpu",
                                                  "--out", str(tmp / "ev")])
-                        work, nets = None, args.nets - 2
+                        work, nets = None, args.nets - 4
                 row = {"command": command, "workers": workers, "repeat": rep, "nets": nets, "wall_s": round(wall, 2),
                        "build_s": work, "cpu_s": round(cpu, 2), "cpu_per_wall": round(cpu / wall, 2),
                        "load_before": load[0], "load_after": load[1]}
@@ -110,17 +118,18 @@ def main() -> None:
                 rows.append(row)
 
     summary = summarise(rows)
-    doc = {"cores": os.cpu_count(), "nets": args.nets, "proxies": PROXIES, "batch_size": 64, "space": "nb201/cifar10",
+    doc = {"cores": os.cpu_count(), "nets": args.nets, "proxies": PROXIES, "batch_size": args.batch_size,
+           "space": "nb201/cifar10", **({"width": args.width, "depth": args.depth} if args.width or args.depth else {}),
            "target_speedup": 1.7, "runs": rows, "summary": summary,
            "load_note": "wall_s includes interpreter start-up and data loading (the same for 1 and 2 workers); "
                         "load_before/after are 1-minute load averages (2 cores: above ~1 other jobs share them); "
                         "cpu_per_wall is the CPU seconds of the command and its workers per wall second: the "
                         "cores it actually got (2 workers cannot be 2x faster when it stays far below 2)"}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1))
     for k, v in summary.items():
         print(f"{k}: {v:.2f}")
-    print(f"written {OUT.relative_to(ROOT)}")
+    print(f"written {args.out}")
 
 
 if __name__ == "__main__":

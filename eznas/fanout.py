@@ -267,7 +267,9 @@ def connect_ray(configured: str | None = None, workers: int = 1) -> Any:
             check_reachable(address)
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            # address="local": a new private instance, even where a cluster (or a stale
+            # /tmp/ray/ray_current_cluster of one) would be joined otherwise
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     except EznasError:
         raise
     except Exception as e:  # noqa: BLE001 -- Ray's many connection errors become one line
