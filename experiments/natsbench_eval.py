@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eznas import config as config_mod  # noqa: E402
-from eznas import evaluate, intervals, metrics, records, stats  # noqa: E402
+from eznas import builtin_proxies, evaluate, intervals, metrics, records, stats  # noqa: E402
 from eznas.ensemble import rank_average  # noqa: E402
 from eznas.evaluate_tables import json_safe  # noqa: E402
 from eznas.proxies import sets  # noqa: E402
@@ -60,7 +60,9 @@ def evolved_scores(test: records.Task, programs: list[str]) -> dict[str, np.ndar
         print(f"  statistics: {rep.computed} computed ({rep.seconds:.0f} s)", file=sys.stderr)
     ts = stats.load_task_stats(test, st, cache)
     scorer = Scorer({test.name: ts}, ScoringOptions.from_search(cfg.search, memo_bytes=REPORT_MEMO_BYTES))
-    out = {f"evolved seed {i}": scorer.net_scores(p)[test.name] for i, p in enumerate(programs)}
+    shipped = {builtin_proxies.read(n).expression: n for n in builtin_proxies.names()}
+    out = {f"evolved seed {i}" + (f" ({shipped[p]})" if p in shipped else ""): scorer.net_scores(p)[test.name]
+           for i, p in enumerate(programs)}
     out[ENSEMBLE] = rank_average(list(out.values()))
     return out
 
