@@ -101,6 +101,11 @@ CASES: dict[str, Case] = {
     "natsbench_eval.py": lambda t, p: (
         ["--datasets", "cifar10", "--limit", "3", "--resamples", "20", "--proxies", "params",
          "--cache-dir", str(p / "scores"), "--out", str(p / "o.json")], p / "o.json"),
+    # 2 / 2 / 2 of the pool's full-size cells, 1 generation of 4, params only, own caches
+    "natsbench_pool_search.py": lambda t, p: (
+        ["--datasets", "cifar10", "--seeds", "0", "--evolve", "2", "--validate", "2", "--test", "2",
+         "--population", "4", "--generations", "1", "--proxies", "params", "--work", str(p / "work"),
+         "--cache-dir", str(p / "scores"), "--out", str(p / "o.json")], p / "o.json"),
     "nb201_search.py": lambda t, p: (
         ["--config", str(t / "tiny.yaml"), "--run-dir", str(p / "run"), "--eval-dir", str(p / "eval"),
          "--out", str(p / "o.json")], p / "o.json"),
@@ -145,6 +150,8 @@ CHECKS: dict[str, Callable[[dict], bool]] = {
     "nas_study.py": lambda d: any(r["proxy"] == "params" for r in d["rows"]),
     "natsbench_eval.py": lambda d: d["tasks"]["nb201/cifar10"]["nets"] == 3
     and "params" in d["tasks"]["nb201/cifar10"]["proxies"],
+    "natsbench_pool_search.py": lambda d: d["tasks"]["nb201/cifar10"]["nets"] == 2
+    and {"evolved seed 0", "params"} <= set(d["tasks"]["nb201/cifar10"]["proxies"]),
     "nb201_search.py": lambda d: d["generations"] == 2 and "nb201/digits" in d["test_spearman"],
     "primitive_profile.py": lambda d: len(d["primitives"]) > 10,
     "ray_local.py": lambda d: d["identical"],
