@@ -148,4 +148,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from eznas.errors import EznasError
+
+    try:
+        raise SystemExit(main())
+    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None

@@ -192,4 +192,9 @@ def search_markdown(doc: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from eznas.errors import EznasError
+
+    try:
+        raise SystemExit(main())
+    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None

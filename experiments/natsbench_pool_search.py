@@ -132,4 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from eznas.errors import EznasError
+
+    try:
+        raise SystemExit(main())
+    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
