@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,10 @@ def seen_cells(dataset: str) -> set[str]:
     return set(parts["evolve"].archs) | set(parts["validate"].archs)
 
 
-def evolved_scores(test: records.Task, programs: list[str]) -> dict[str, np.ndarray]:
-    cfg = config_mod.load(EVOLVED_CONFIG)
+def evolved_scores(test: records.Task, programs: Sequence[str], labels: Sequence[str],
+                   cfg: config_mod.Config) -> dict[str, np.ndarray]:
+    """Each program's score of every test cell, at ``cfg``'s statistics and scoring settings
+    (missing statistics are built), plus their rank ensemble when there are several."""
     st = stats.StatsSettings.from_config(cfg, test.space, test.dataset)
     cache = stats.default_cache_dir(cfg)
     rep = stats.build_cache([(a, st) for a in test.archs], cache, cfg.data_dir, workers=1, progress=sys.stderr.isatty())
@@ -61,9 +64,10 @@ def evolved_scores(test: records.Task, programs: list[str]) -> dict[str, np.ndar
     ts = stats.load_task_stats(test, st, cache)
     scorer = Scorer({test.name: ts}, ScoringOptions.from_search(cfg.search, memo_bytes=REPORT_MEMO_BYTES))
     shipped = {builtin_proxies.read(n).expression: n for n in builtin_proxies.names()}
-    out = {f"evolved seed {i}" + (f" ({shipped[p]})" if p in shipped else ""): scorer.net_scores(p)[test.name]
-           for i, p in enumerate(programs)}
-    out[ENSEMBLE] = rank_average(list(out.values()))
+    out = {lab + (f" ({shipped[p]})" if p in shipped else ""): scorer.net_scores(p)[test.name]
+           for lab, p in zip(labels, programs)}
+    if len(out) > 1:
+        out[ENSEMBLE] = rank_average(list(out.values()))
     return out
 
 
@@ -74,12 +78,24 @@ def baseline_scores(test: records.Task, cfg: config_mod.Config, cache_dir: Path 
     ts = evaluate.score_task(cfg, test, specs, cache, counters, progress=sys.stderr.isatty())
     if counters.computed:
         print(f"  baselines: {counters.computed} scores computed", file=sys.stderr)
-    out = dict(ts.scores)
-    comps = sets.components_of("az_nas")
-    if all(f"az_{c}" in out for c in comps):  # evaluate caches the components as az_<component>
-        rows = [{c: float(out[f"az_{c}"][i]) for c in comps} for i in range(len(test))]
-        out["az_nas"] = np.asarray(sets.score_set("az_nas", rows), dtype=np.float64)
-    return out
+    return dict(ts.scores)  # set-level az_nas ranked over the test cells by score_task itself
+
+
+def compare(columns: Mapping[str, tuple[Mapping[str, np.ndarray], np.ndarray]], n_boot: int,
+            seed: int) -> dict[str, dict]:
+    """Per task: the best baseline (every column not named ``evolved...``) and, per proxy, Spearman /
+    Kendall / top-10 %, their 95 % paired bootstrap intervals and Δρ against that baseline."""
+    point = {t: {lab: metrics.correlations(s, acc) for lab, s in cols.items()} for t, (cols, acc) in columns.items()}
+    rho = {t: {lab: v["spearman"] for lab, v in d.items()} for t, d in point.items()}
+    baselines = [lab for lab in next(iter(columns.values()))[0] if not lab.startswith("evolved")]
+    iv = intervals.bootstrap(columns, rho, baselines, n_boot=n_boot, seed=seed)
+    return {t: {"best_baseline": intervals.best_baseline(rho[t], baselines),
+                "proxies": {lab: {**v, "spearman_ci": list(iv.tasks[t][lab]["spearman"]),
+                                  "kendall_ci": list(iv.tasks[t][lab]["kendall"]),
+                                  "delta_vs_best_baseline": ([iv.delta[t][lab].value, *iv.delta[t][lab].interval]
+                                                             if lab in iv.delta[t] else None)}
+                            for lab, v in d.items()}}
+            for t, d in point.items()}
 
 
 def simulate_search(cols: dict[str, np.ndarray], acc: np.ndarray, budget: int, seeds: int) -> dict:
@@ -119,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="the baselines' score cache (a folder)")
     ap.add_argument("--proxies", nargs="+", default=None, help="these baselines only (default: the config's)")
     args = ap.parse_args(argv)
-    cfg = config_mod.load(NATS_CONFIG)
+    cfg, evolved_cfg = config_mod.load(NATS_CONFIG), config_mod.load(EVOLVED_CONFIG)
     programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
     doc: dict = {"programs": programs, "config": str(NATS_CONFIG.relative_to(ROOT)), "tasks": {}}
     columns: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
@@ -130,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             test = test.subset(list(range(min(args.limit, len(test)))))
         t0 = time.perf_counter()
-        cols = {**evolved_scores(test, programs), **baseline_scores(test, cfg, args.cache_dir, args.proxies)}
+        cols = {**evolved_scores(test, programs, [f"evolved seed {i}" for i in range(len(programs))], evolved_cfg),
+                **baseline_scores(test, cfg, args.cache_dir, args.proxies)}
         columns[test.name] = (cols, np.asarray(test.accuracies, dtype=np.float64))
         seen = seen_cells(ds)
         doc["tasks"][test.name] = {"nets": len(test), "seen_by_search": sum(a in seen for a in test.archs),
@@ -138,19 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "search": simulate_search(cols, columns[test.name][1], args.search_budget,
                                                              args.search_seeds)}
         print(f"{test.name}: {len(test)} nets scored", file=sys.stderr)
-    point = {t: {lab: metrics.correlations(s, acc) for lab, s in cols.items()} for t, (cols, acc) in columns.items()}
-    rho = {t: {lab: v["spearman"] for lab, v in d.items()} for t, d in point.items()}
-    baselines = [lab for lab in next(iter(columns.values()))[0] if not lab.startswith("evolved")]
-    iv = intervals.bootstrap(columns, rho, baselines, n_boot=args.resamples, seed=cfg.seed)
-    for t, d in point.items():
-        best = intervals.best_baseline(rho[t], baselines)
-        doc["tasks"][t]["best_baseline"] = best
-        doc["tasks"][t]["proxies"] = {
-            lab: {**v, "spearman_ci": list(iv.tasks[t][lab]["spearman"]),
-                  "kendall_ci": list(iv.tasks[t][lab]["kendall"]),
-                  "delta_vs_best_baseline": ([iv.delta[t][lab].value, *iv.delta[t][lab].interval]
-                                             if lab in iv.delta[t] else None)}
-            for lab, v in d.items()}
+    for t, v in compare(columns, args.resamples, cfg.seed).items():
+        doc["tasks"][t].update(v)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_safe(doc), indent=1))
     print(markdown(doc))

@@ -28,15 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eznas import config as config_mod  # noqa: E402
-from eznas import evolve, intervals, metrics, records, stats  # noqa: E402
-from eznas.ensemble import rank_average  # noqa: E402
+from eznas import evolve, intervals, records  # noqa: E402
 from eznas.evaluate_tables import json_safe  # noqa: E402
-from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions  # noqa: E402
 
 NATS_CONFIG = ROOT / "configs" / "nb201-natsbench.yaml"
 OUT = ROOT / "experiments" / "results" / "natsbench_pool_search.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from natsbench_eval import CACHE_DIR, baseline_scores  # noqa: E402
+from natsbench_eval import CACHE_DIR, baseline_scores, compare, evolved_scores  # noqa: E402
 
 
 def write_pool(work: Path, datasets: list[str]) -> Path:
@@ -102,27 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     for tc in base_cfg.tasks:
         task = records.load_task(tc.space, tc.dataset, base_cfg.data_dir, tc.benchmark)
         test = task.split(base_cfg.seed, base_cfg.split.evolve, base_cfg.split.validate, base_cfg.split.test)["test"]
-        st = stats.StatsSettings.from_config(base_cfg, test.space, test.dataset)
-        ts = stats.load_task_stats(test, st, stats.default_cache_dir(base_cfg))
-        scorer = Scorer({test.name: ts}, ScoringOptions.from_search(base_cfg.search, memo_bytes=REPORT_MEMO_BYTES))
-        cols = {f"evolved seed {s}": scorer.net_scores(b["infix"])[test.name] for s, b in best.items()}
-        if len(best) > 1:
-            cols["evolved ensemble"] = rank_average(list(cols.values()))
+        cols = evolved_scores(test, [b["infix"] for b in best.values()], [f"evolved seed {s}" for s in best], base_cfg)
         cols.update(baseline_scores(test, nats, args.cache_dir, args.proxies))
         columns[test.name] = (cols, np.asarray(test.accuracies, dtype=np.float64))
-    point = {t: {lab: metrics.correlations(s, acc) for lab, s in cols.items()} for t, (cols, acc) in columns.items()}
-    rho = {t: {lab: v["spearman"] for lab, v in d.items()} for t, d in point.items()}
-    baselines = [lab for lab in next(iter(columns.values()))[0] if not lab.startswith("evolved")]
-    iv = intervals.bootstrap(columns, rho, baselines, seed=0)
     doc = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "programs": best, "tasks": {}}
-    for t, d in point.items():
-        doc["tasks"][t] = {"nets": len(columns[t][1]), "best_baseline": intervals.best_baseline(rho[t], baselines),
-                           "proxies": {lab: {**v, "spearman_ci": list(iv.tasks[t][lab]["spearman"]),
-                                             "delta_vs_best_baseline": ([iv.delta[t][lab].value,
-                                                                         *iv.delta[t][lab].interval]
-                                                                        if lab in iv.delta[t] else None)}
-                                       for lab, v in d.items()}}
+           "programs": best, "tasks": {t: {"nets": len(columns[t][1]), **v}
+                                       for t, v in compare(columns, intervals.N_BOOT, seed=0).items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_safe(doc), indent=1))
     from natsbench_eval import markdown
