@@ -7,6 +7,9 @@ The programs are the best of each GP seed of ``configs/nb201.yaml`` (recorded in
 (10,161 cells), none chosen by the search; the script counts how many of them the search saw anyway
 (the 472 NAS-Bench-Suite-Zero cells are a subset of the table). Baselines come from ``eznas evaluate``'s
 score cache of that config (computed here where missing: the run is resumable) at evaluate batch 32.
+That cache (30,000 scores, 3.5 MB) is not committed: a fresh clone recomputes it (about 5 s per net and
+worker on one CPU core, resumable); every score it held is in the committed
+``experiments/results/evaluation/nb201-natsbench/scores.csv``.
 Every Spearman rho has a 95 % paired bootstrap interval; "delta" is each proxy's rho minus the best
 baseline's on the same resampled nets.
 
