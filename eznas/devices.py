@@ -34,6 +34,8 @@ def resolve(name: str, what: str = "device", cuda_available: bool | None = None,
     check_name(name, what)
     available = torch.cuda.is_available() if cuda_available is None else cuda_available
     if name == AUTO:
+        if available:
+            full_float32()
         return torch.device("cuda" if available else "cpu")
     if name == "cpu":
         return torch.device("cpu")
@@ -44,7 +46,16 @@ def resolve(name: str, what: str = "device", cuda_available: bool | None = None,
     index = int(name.split(":")[1]) if ":" in name else 0
     if index >= count:
         raise EznasError(f"{what} {name!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    full_float32()
     return torch.device(name)
+
+
+def full_float32() -> None:
+    """Turn off TF32 for CUDA convolutions and matrix products (cuDNN allows it by default): the
+    networks eznas scores are small, so TF32 saves no time, and full float32 keeps CUDA scores
+    within float32 rounding of the CPU's (``experiments/gpu_check.py`` measures it)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def resolved_name(name: str, what: str = "device") -> str:

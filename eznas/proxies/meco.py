@@ -36,16 +36,16 @@ def min_eigenvalues(matrices: list[torch.Tensor]) -> torch.Tensor:
         by_size.setdefault(m.shape[0], []).append(i)
     for idx in by_size.values():
         vals = torch.linalg.eigvalsh(torch.stack([matrices[i] for i in idx]))
-        out[idx] = vals[:, 0]
+        out[idx] = vals[:, 0].to("cpu", torch.float64)
     return out
 
 
 @register("meco")
 def meco(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None,
-         sample: int = 0, noise: bool = False, channels: int | None = None, seed: int = 0) -> float:
+         sample: int = 0, noise_image: bool = False, channels: int | None = None, seed: int = 0) -> float:
     """MeCo (Jiang et al., NeurIPS 2023), the authors' NB201 definition: the network (a deep copy,
     PyTorch default initialisation, training mode: BatchNorm with the statistics of the one image)
-    runs on ONE image, ``inputs[sample]`` (the official script's default batch size 1; ``noise=True``
+    runs on ONE image, ``inputs[sample]`` (the official script's default batch size 1; ``noise_image=True``
     uses a seeded Gaussian image of the same shape, as their DARTS-space variant does). Every
     module call whose output is a tensor contributes lambda_min of the C x C Pearson correlation
     of its first sample's channels (NaN / inf entries zeroed, as theirs); the score is the sum.
@@ -57,7 +57,7 @@ def meco(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn:
     net = working_copy(model)
     x, _ = to_device(net, inputs, targets)
     gen = torch.Generator().manual_seed(int(seed))
-    if noise:
+    if noise_image:
         x = torch.randn(x[sample:sample + 1].shape, generator=gen).to(x.device, x.dtype)
     else:
         x = x[sample:sample + 1]
