@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> dict:
         get_proxy(b)  # unknown / set-level names: one line before any work
     device = resolved_name(args.device, "--device")
     programs = [] if args.no_programs else evolved_programs()
-    shipped = builtin_proxies.load("eznas-nb201")
-    settings = program_settings(shipped)
+    settings = program_settings(builtin_proxies.read("eznas-nb201").settings)
     if dict(settings)["batch_size"] != args.batch_size:
         print(f"note: the programs were evolved at batch {dict(settings)['batch_size']}; scoring at {args.batch_size}",
               file=sys.stderr)

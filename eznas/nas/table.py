@@ -23,7 +23,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class CellJob:
     baselines: tuple[str, ...]
     programs: tuple[tuple[str, str], ...]  # (label, expression)
     settings: tuple[tuple[str, Any], ...]  # the programs' ProxySettings, as items
-    primitive_set: str = "eznas"
 
     def label(self) -> str:
         return f"{SPACE}/{self.dataset} arch {self.arch}"
@@ -73,18 +72,16 @@ def _batches(job: CellJob, device: torch.device, noise_scale: float) -> Any:
     return _BATCHES[key]
 
 
-def _programs(exprs: tuple[str, ...], primitive_set: str) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """The programs as functions of the statistics (parsed once per process, never executed)."""
+def _programs(exprs: tuple[str, ...]) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The programs as functions of the statistics (parsed once per process, never executed;
+    torch-only, as the exported proxies)."""
     from functools import partial
 
-    from eznas import program
-    from eznas.expression import evaluate
+    from eznas.expression import evaluate, parse
 
-    key = (primitive_set, *exprs)
-    if key not in _PROGRAMS:
-        pset = program.load_primitive_set(primitive_set)
-        _PROGRAMS[key] = [partial(evaluate, program.parse_expression(e, pset)) for e in exprs]
-    return _PROGRAMS[key]
+    if exprs not in _PROGRAMS:
+        _PROGRAMS[exprs] = [partial(evaluate, parse(e)) for e in exprs]
+    return _PROGRAMS[exprs]
 
 
 def score_cell(job: CellJob) -> dict[str, Outcome]:
@@ -113,7 +110,7 @@ def score_cell(job: CellJob) -> dict[str, Outcome]:
                 values, err = None, f"{type(e).__name__}: {e}"
             t_stats = (time.perf_counter() - t0) / len(job.programs)
             agg = settings.get("unit_aggregate", "mean")
-            for (label, _), prog in zip(job.programs, _programs(tuple(e for _, e in job.programs), job.primitive_set)):
+            for (label, _), prog in zip(job.programs, _programs(tuple(e for _, e in job.programs))):
                 t1 = time.perf_counter()
                 if values is None:
                     out[label] = (math.nan, t_stats, err)
@@ -224,6 +221,6 @@ def run_table(jobs: Sequence[CellJob], files: dict[str, TableFile], fanout: Any,
     return prog
 
 
-def program_settings(proxy: Any) -> tuple[tuple[str, Any], ...]:
-    """A loaded evolved proxy's statistics settings as hashable items."""
-    return tuple(sorted(asdict(proxy.settings).items()))
+def program_settings(settings: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Evolved programs' statistics settings (a built-in proxy's ``settings``) as hashable items."""
+    return tuple(sorted(settings.items()))
