@@ -324,3 +324,51 @@ def test_nas_study_smoke(tmp_path, capsys):
     assert study.main(argv) == 0  # everything from the cache now
     again = json.loads((tmp_path / "s.json").read_text())
     assert again["rows"] == res["rows"] and all(v is None for v in again["seconds_per_computed_cell"].values())
+
+
+# ---------------------------------------------------------------------------- set-level proxies (AZ-NAS)
+
+
+def test_set_level_group_utility_is_recomputed_over_the_scored_cells():
+    """Scorers sharing a group count as one proxy whose utility is combine() over every scored
+    cell: the pick is the argmax of AZ-NAS's log-rank sum over the whole scored set, not of any
+    component; in an ensemble the group is ONE proxy beside the others."""
+    from eznas.proxies.sets import matrix_combine, score_set
+
+    rng = np.random.default_rng(3)
+    comps = {a: rng.normal(size=4) for a in range(40)}
+    names = ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity"]
+    combine = matrix_combine("az_nas")
+    scorers = [Scorer(n, (lambda a, j=j: float(comps[a][j])), group="az_nas", combine=combine)
+               for j, n in enumerate(names)]
+    res = search(scorers, list(range(40)), budget=25, seed=1)
+    scored = [a for a, _ in res.scored()]
+    util = score_set("az_nas", [dict(zip(("expressivity", "progressivity", "trainability", "complexity"),
+                                          comps[a])) for a in scored])
+    assert res.arch == scored[int(np.argmax(util))]
+    assert res.score == pytest.approx(max(util))
+    # beside another proxy: a rank average of TWO utilities (az_nas's and size), not of five columns
+    size = Scorer("size", lambda a: float(a))
+    res2 = search([*scorers, size], list(range(40)), budget=25, seed=1)
+    from scipy.stats import rankdata
+
+    scored2 = [a for a, _ in res2.scored()]
+    u = score_set("az_nas", [dict(zip(("expressivity", "progressivity", "trainability", "complexity"), comps[a]))
+                             for a in scored2])
+    mean_rank = (rankdata(u) + rankdata(scored2)) / 2
+    assert res2.arch == scored2[int(np.argmax(mean_rank))]
+    with pytest.raises(EznasError, match="combine"):
+        search([Scorer("a", float, group="g"), Scorer("b", float, group="g")], list(range(5)), budget=3)
+
+
+def test_cli_az_nas_is_its_four_components_ranked_within_the_search(tmp_path):
+    rc, rep = run_nas(tmp_path, "--proxy", "az_nas", "--budget", "4", "--seed", "0", "--batch-size", "8")
+    assert rc == 0
+    assert rep["settings"]["proxies"] == ["az_nas"]
+    scored = [(h["arch"], h["scores"]) for h in rep["history"] if h["scores"]]
+    assert len(scored) == 4 and set(scored[0][1]) == {"az_expressivity", "az_progressivity", "az_trainability",
+                                                      "az_complexity"}
+    from eznas.proxies.sets import score_set
+
+    util = score_set("az_nas", [{k[3:]: v for k, v in s.items()} for _, s in scored])
+    assert rep["picked"]["arch"] == scored[int(np.argmax(util))][0]

@@ -60,7 +60,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def cmd_nas(args: argparse.Namespace) -> int:
-    from eznas.nas.nb201 import TableSpace, load_proxies, make_scorers
+    from eznas.nas.nb201 import TableSpace, load_proxies, make_scorers, proxy_specs
     from eznas.nas.report import build_report, summary_lines, write_all
     from eznas.natsbench import load_table
 
@@ -90,7 +90,7 @@ def cmd_nas(args: argparse.Namespace) -> int:
         return 130
     settings = {"command": "eznas nas " + shlex.join(_argv(args)), "space": args.space, "dataset": args.dataset,
                 "strategy": args.strategy, "budget": args.budget, "seed": args.seed,
-                "proxies": [p[0] for p in proxies], "proxy_identities": [p[2] for p in proxies],
+                "proxies": proxy_specs(proxies), "proxy_identities": [p[2] for p in proxies],
                 "batch_size": args.batch_size, "population": args.population, "sample_size": args.sample_size}
     rep = build_report(result, space, args.dataset, settings)
     write_all(rep, out)

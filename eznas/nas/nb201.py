@@ -107,27 +107,42 @@ def proxy_identity(spec: str, proxy: Any, trust: bool) -> str:
     return "baseline:" + str(getattr(proxy, "proxy_name", spec))
 
 
-def load_proxies(specs: Sequence[str], trust: bool = False) -> list[tuple[str, Any, str]]:
-    """(name as given, proxy, identity) per distinct spec; unknown ones raise one EznasError."""
+def load_proxies(specs: Sequence[str], trust: bool = False) -> list[tuple[str, Any, str, str | None]]:
+    """(name, proxy, identity, group) per distinct spec; unknown ones raise one EznasError. A
+    set-level proxy (``az_nas``) becomes one entry per component (``az_expressivity`` ...), each with
+    ``group`` = the set-level name; other entries have group None."""
     from eznas.export import load_proxy
+    from eznas.proxies.sets import component_proxies, is_set_level
 
-    out = []
+    out: list[tuple[str, Any, str, str | None]] = []
     for spec in dict.fromkeys(specs):
+        if is_set_level(spec) and not Path(spec).expanduser().exists():
+            for name in component_proxies(spec).values():
+                proxy = load_proxy(name)
+                out.append((name, proxy, proxy_identity(name, proxy, trust), spec))
+            continue
         proxy = load_proxy(spec, trust=trust)
-        out.append((spec, proxy, proxy_identity(spec, proxy, trust)))
+        out.append((spec, proxy, proxy_identity(spec, proxy, trust), None))
     return out
 
 
-def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: int, batch_size: int,
+def proxy_specs(proxies: Sequence[tuple[str, Any, str, str | None]]) -> list[str]:
+    """The proxies as the user named them (a set-level proxy once, not its components)."""
+    return list(dict.fromkeys(group if group is not None else name for name, _, _, group in proxies))
+
+
+def make_scorers(proxies: Sequence[tuple[str, Any, str, str | None]], dataset: str, seed: int, batch_size: int,
                  data_dir: str | os.PathLike | None = None, device: Any = "cpu") -> list[Scorer]:
     """Scorers of NB201 arch keys: build the cell's network (``seed``) for ``dataset``'s head and
     score it on one batch (drawn with ``seed``, noise at each proxy's scale) per proxy, network and
-    batch on ``device`` (a torch device or its name); the proxies of one cell share its network."""
+    batch on ``device`` (a torch device or its name); the proxies of one cell share its network.
+    Components of a set-level proxy share its group and its combination (:class:`Scorer`)."""
     import torch
 
     from eznas.batches import make_batches
     from eznas.export.loading import noise_scale_of
     from eznas.export.score import batches_on, scorer
+    from eznas.proxies.sets import matrix_combine
     from eznas.spaces import build, get_space
 
     check_dataset(dataset)
@@ -145,7 +160,7 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
 
     batches: dict[float, Any] = {}
     scorers = []
-    for name, proxy, identity in proxies:
+    for name, proxy, identity, group in proxies:
         scale = noise_scale_of(proxy)
         scale = 0.1 if scale is None else scale
         if scale not in batches:
@@ -160,5 +175,7 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str]], dataset: str, seed: in
                 return run(model)
 
         key = f"{identity}|{SPACE}|{dataset}|seed={seed}|batch={batch_size}|noise={scale}"
-        scorers.append(Scorer(name, fn, key))
+        if device.type != "cpu":  # CUDA scores differ from the CPU's in the last bits: never mix them
+            key += f"|device={device.type}"
+        scorers.append(Scorer(name, fn, key, group=group, combine=matrix_combine(group) if group else None))
     return scorers

@@ -29,12 +29,12 @@ def build_report(result: SearchResult, space: TableSpace, dataset: str, settings
         history.append({"n": s.n, "arch": s.arch, "scores": s.scores,
                         "best_arch": s.best_arch, "best_score": _num(s.best_score),
                         "best_accuracy": space.accuracy(s.best_arch, dataset) if s.best_arch is not None else None})
-    ensemble = len(result.proxies) > 1
+    ensemble = len(result.proxies) > 1  # several proxies, or the components of a set-level one
     return {
         "settings": settings,
         "picked": {
             "arch": pick, "arch_str": arch_str(pick),
-            "score": result.score, "score_kind": "mean rank among the scored cells" if ensemble else "proxy score",
+            "score": result.score, "score_kind": "rank utility among the scored cells" if ensemble else "proxy score",
             "scores": result.scores,
             "test_accuracy": {d: space.accuracy(pick, d) for d in DATASETS},
             **space.standing(pick, dataset),
@@ -126,7 +126,7 @@ def plot(rep: dict[str, Any], path: Path) -> None:
         a1.set_ylabel(f"best {names[0]} score")
     else:  # a mean rank grows with the scored set: show each proxy's score of the pick as a quantile instead
         scores = {s["arch"]: s["scores"] for s in h if s["scores"] is not None}
-        for name in names:
+        for name in rep["picked"]["scores"]:  # every scorer (a set-level proxy: its components)
             final = np.sort([v[name] for v in scores.values()])
             q = [np.searchsorted(final, scores[s["best_arch"]][name], side="right") / len(final)
                  if s["best_arch"] is not None else np.nan for s in h]

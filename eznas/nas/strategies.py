@@ -17,7 +17,10 @@ Several proxies (a rank ensemble): each proxy's scores are ranked among all cell
 (1 = lowest, ties share their mean rank, :func:`eznas.ensemble.rank_average`) and a cell's utility
 is its mean rank. It is recomputed whenever it is used: a tournament compares its members by their
 mean rank within the current scored set, and the pick is the top mean rank over every scored cell.
-With one proxy the utility is the score itself. Ties go to the cell scored first.
+With one proxy the utility is the score itself. Ties go to the cell scored first. A set-level proxy
+(AZ-NAS: its four components ranked within the scored cells and combined) is several scorers that
+share a ``group`` and a ``combine`` (:class:`Scorer`); its utility is recomputed over the scored cells
+in the same way, and it counts as one proxy in an ensemble.
 
 A proxy that raises or returns a non-finite number on a cell makes that cell a failure: it uses one
 unit of budget, is never picked, and is listed in :attr:`SearchResult.failures`.
@@ -28,7 +31,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,14 +49,29 @@ MAX_STALE_CHILDREN = 1_000
 Arch = Hashable
 
 
+#: a set-level proxy's combination: the (cells x components) score matrix -> one utility per cell
+Combine = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Scorer:
     """One proxy as the search sees it: ``fn(arch) -> float``, its ``name`` in reports, and its
-    ``key`` in a score cache (default: the name). The key must change whenever the scores would."""
+    ``key`` in a score cache (default: the name). The key must change whenever the scores would.
+
+    ``group`` / ``combine``: scorers that are the components of one set-level proxy (e.g. AZ-NAS's
+    four) share a ``group`` name and a ``combine`` function; the group's utility over the scored
+    cells is ``combine(matrix)`` (matrix columns in the scorers' order), recomputed as cells arrive."""
 
     name: str
     fn: Callable[[Any], float]
     key: str | None = None
+    group: str | None = None
+    combine: Combine | None = None
+
+    @property
+    def proxy(self) -> str:
+        """The proxy this scorer counts for in an ensemble: its group, else itself."""
+        return self.group if self.group is not None else self.name
 
     @property
     def cache_key(self) -> str:
@@ -165,7 +183,7 @@ def as_scorers(proxy: Any, build: Callable[[Any], Any] | None = None,
         return memo["model"]
 
     extra = tuple(batch) if batch is not None else ()
-    return [Scorer(s.name, (lambda a, f=s.fn: f(model_of(a), *extra)), s.key) for s in scorers]
+    return [replace(s, fn=(lambda a, f=s.fn: f(model_of(a), *extra))) for s in scorers]
 
 
 _MISSING = object()
@@ -174,8 +192,15 @@ _MISSING = object()
 class _Scored:
     """Cells scored so far and their utilities (score, or mean rank for an ensemble)."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], scorers: Sequence[Scorer] | None = None) -> None:
         self.names = names
+        self.groups: list[tuple[list[int], Combine | None]] = []  # column indices per proxy, in order
+        seen: dict[str, int] = {}
+        for j, sc in enumerate(scorers or [Scorer(n, float) for n in names]):
+            if sc.proxy not in seen:
+                seen[sc.proxy] = len(self.groups)
+                self.groups.append(([], sc.combine))
+            self.groups[seen[sc.proxy]][0].append(j)
         self.archs: list[Any] = []
         self.pos: dict[Any, int] = {}
         self.rows: list[list[float]] = []
@@ -190,13 +215,24 @@ class _Scored:
     def utility(self) -> np.ndarray:
         if self._utility is None:
             table = np.asarray(self.rows, dtype=np.float64).reshape(len(self.rows), len(self.names))
-            if len(self.names) == 1:
-                self._utility = table[:, 0]
+            cols = [self._group_utility(table, cols, combine) for cols, combine in self.groups]
+            if len(cols) == 1:
+                self._utility = cols[0]
             else:
                 from eznas.ensemble import rank_average
 
-                self._utility = rank_average([table[:, j] for j in range(len(self.names))])
+                self._utility = rank_average(cols)
         return self._utility
+
+    @staticmethod
+    def _group_utility(table: np.ndarray, cols: list[int], combine: Combine | None) -> np.ndarray:
+        if combine is None:
+            if len(cols) != 1:
+                raise EznasError("scorers that share a group need a combine function")
+            return table[:, cols[0]]
+        if table.shape[0] < 2:  # a set-level proxy ranks cells against each other: one cell has no rank
+            return np.zeros(table.shape[0])
+        return np.asarray(combine(table[:, cols]), dtype=np.float64)
 
     def best(self) -> tuple[Any, float]:
         u = self.utility()
@@ -208,7 +244,7 @@ class _Search:
     def __init__(self, scorers: list[Scorer], sample: Any, mutate: Callable[[Any, np.random.Generator], Any] | None,
                  budget: int, rng: np.random.Generator, cache: ScoreCache | None, bar: Any) -> None:
         self.scorers, self.mutate, self.budget, self.rng, self.cache, self.bar = scorers, mutate, budget, rng, cache, bar
-        self.scored = _Scored([s.name for s in scorers])
+        self.scored = _Scored([s.name for s in scorers], scorers)
         self.failed: set[Any] = set()
         self.history: list[Step] = []
         self.failures: list[Failure] = []

@@ -116,6 +116,18 @@ def score_set(name: str, items: Sequence[ComponentScores] | Sequence[nn.Module],
     return sp.combine(comps)
 
 
+def matrix_combine(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The set-level proxy ``name`` as a function of an (N nets x components) matrix, columns in
+    :func:`components_of` order (what a search that scores cells one at a time holds)."""
+    components = components_of(name)
+
+    def combine(matrix: np.ndarray) -> np.ndarray:
+        rows = [dict(zip(components, map(float, row))) for row in np.asarray(matrix, dtype=np.float64)]
+        return np.asarray(score_set(name, rows), dtype=np.float64)
+
+    return combine
+
+
 def _log_rank_sum(comps: Sequence[ComponentScores], components: tuple[str, ...]) -> list[float]:
     """sum over components of log(rank / N), ranks ascending (1 = worst, ties averaged, NaN
     ranked with -inf below every finite value)."""
