@@ -13,7 +13,7 @@
 
     python experiments/gpu_check.py [--nets 20] [--throughput-nets 64] [--device cuda]
 
-Writes experiments/results/gpu_check.json. Without CUDA it exits (status 1) with one message;
+Writes experiments/results/gpu/gpu_check.json. Without CUDA it exits (status 1) with one message;
 ``--device cpu --smoke`` runs the same code CPU against CPU on tiny networks (what the tests do).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-OUT = ROOT / "experiments" / "results" / "gpu_check.json"
+OUT = ROOT / "experiments" / "results" / "gpu" / "gpu_check.json"
 
 
 def agreement(reference: list, other: list, tolerance: float) -> dict:
