@@ -147,3 +147,24 @@ def test_gpu_check_code_runs_on_cpu(tmp_path, data_dir, monkeypatch):
     a = doc["agreement"]
     assert a["agree"] and a["rel_err_float32_max"] == 0.0 and a["summary_spearman"] == pytest.approx(1.0)
     assert a["tensors_compared"] > 0 and doc["throughput"]["nets_per_s"] > 0
+
+
+def test_random_reinitialisation_draws_from_the_cpu_generator_on_any_device():
+    """swap / reg_swap / AZ-NAS re-initialise weights; on CUDA they must draw the CPU's numbers (a
+    CUDA generator gives another sample and other scores). A 'meta' tensor stands in for a non-CPU
+    device: drawing into it consumes exactly the CPU draws a CPU tensor would."""
+    import torch
+    from torch import nn
+
+    from eznas.proxies.common import drawn_on_cpu
+
+    torch.manual_seed(7)
+    cpu = torch.empty(3, 4)
+    drawn_on_cpu(cpu, nn.init.normal_)
+    after_cpu = torch.randn(2)
+    torch.manual_seed(7)
+    other = torch.empty(3, 4, device="meta")
+    drawn_on_cpu(other, nn.init.normal_)
+    assert torch.equal(torch.randn(2), after_cpu)
+    torch.manual_seed(7)
+    assert torch.equal(torch.randn(3, 4), cpu)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eznas.proxies.registry import LossFn, register
-from eznas.proxies.common import device_of, working_copy
+from eznas.proxies.common import device_of, drawn_on_cpu, working_copy
 from eznas.proxies.size import flops
 
 AZ_COMPONENTS = ("expressivity", "progressivity", "trainability", "complexity")
@@ -38,11 +38,12 @@ AZ_COMPONENTS = ("expressivity", "progressivity", "trainability", "complexity")
 
 def kaiming_fanin_init(net: nn.Module) -> None:
     """The official AZ-NAS init: Kaiming-normal (fan-in, ReLU gain) conv / linear weights, zero
-    biases, affine BatchNorm / GroupNorm weight 1 bias 0. Draws from the global RNG."""
+    biases, affine BatchNorm / GroupNorm weight 1 bias 0. Draws from the global CPU RNG (also for a
+    net on CUDA, so both devices get the same weights)."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                drawn_on_cpu(m.weight, lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -67,13 +67,25 @@ def finite_or_nan(x: float) -> float:
     return float(x) if math.isfinite(x) else math.nan
 
 
+def drawn_on_cpu(w: torch.Tensor, draw: Callable[[torch.Tensor], object]) -> None:
+    """Apply the in-place initialiser ``draw`` to ``w`` with the CPU's global RNG whatever ``w``'s
+    device, so a net on CUDA gets the same random weights as the same net on the CPU (CUDA has its
+    own generator: drawing there would give another sample, and other scores)."""
+    if w.device.type == "cpu":
+        draw(w)
+        return
+    tmp = torch.empty(w.shape, dtype=w.dtype)
+    draw(tmp)
+    w.copy_(tmp)
+
+
 def gaussian_init(net: nn.Module) -> None:
     """Zen-NAS / SWAP init: conv / linear weights N(0, 1), biases 0, BatchNorm / GroupNorm weight 1 bias 0.
-    Draws from the global RNG: callers fork and seed it."""
+    Draws from the global CPU RNG (also for a net on CUDA): callers fork and seed it."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight)
+                drawn_on_cpu(m.weight, nn.init.normal_)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
