@@ -33,11 +33,16 @@ sys.path.insert(0, str(ROOT))
 from eznas.atomic import atomic_write_text, check_output  # noqa: E402
 from eznas.errors import EznasError  # noqa: E402
 from eznas.nas import ScoreCache, search  # noqa: E402
-from eznas.nas.nb201 import TableSpace, load_proxies, make_scorers  # noqa: E402
+from eznas.nas.strategies import MAX_STALE_CHILDREN  # noqa: E402
+from eznas.nas.nb201 import TableSpace, load_proxies, make_scorers, proxy_specs, table_scorers  # noqa: E402
+from eznas.nas.table import TableFile  # noqa: E402
 from eznas.natsbench import DATASETS, load_table  # noqa: E402
 from eznas.progress import progress  # noqa: E402
 
 DEFAULT_PROXIES = ["params", "nwot", "zico"]
+#: on a score table's pool (a few hundred of the 15,625 cells) most one-edge children are already
+#: scored or absent; after this many known children in a row, evolution draws a random unscored cell
+POOL_MAX_STALE = 20
 RANDOM = "random choice"
 
 #: Published zero-shot search results on NB201 (test accuracy %, mean ± std). NASWOT searched on
@@ -79,7 +84,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", default=str(ROOT / "experiments/results/nas_study_cache.json"))
     p.add_argument("--data-dir", default=None)
     p.add_argument("--trust", action="store_true", help="run proxy .py files as Python")
+    p.add_argument("--table-scores", default=None, metavar="DIR",
+                   help="precomputed scores (DIR/<dataset>.csv from table_scores.py or natsbench_pool_table.py): "
+                        "the candidates are the table's cells and every proxy is one of its columns (or az_nas, "
+                        "or an --ensemble); nothing is computed")
+    p.add_argument("--ensemble", action="append", default=[], metavar="NAME=COL,COL,...",
+                   help="with --table-scores: a rank ensemble of columns, searched as the proxy NAME")
     return p.parse_args(argv)
+
+
+def parse_ensembles(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for it in items:
+        name, sep, cols = it.partition("=")
+        parts = [c.strip() for c in cols.split(",") if c.strip()]
+        if not sep or not name.strip() or not parts:
+            raise EznasError(f"--ensemble {it!r}: write NAME=COLUMN,COLUMN,...")
+        out[name.strip()] = parts
+    return out
 
 
 def fmt(values: list[float]) -> str:
@@ -90,49 +112,78 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.seeds < 1 or any(b < 1 for b in args.budgets):
         raise EznasError("--seeds and --budgets must be >= 1")
     out = check_output(args.out, "--out")
-    cache_path = check_output(args.cache, "--cache")
     table = load_table(args.data_dir)
-    space = TableSpace(table)
-    if max(args.budgets) > len(space):
-        raise EznasError(f"a budget exceeds the {len(space)} cells of the table")
-    proxies = load_proxies(list(dict.fromkeys([*args.proxies, *args.extra])), trust=args.trust)
-    cache = ScoreCache(cache_path, flush_interval_s=30.0)
+    specs = list(dict.fromkeys([*args.proxies, *args.extra]))
+    ensembles = parse_ensembles(args.ensemble)
+    pools: dict[str, TableFile] = {}
+    if args.table_scores is not None:
+        for d in args.datasets:
+            path = Path(args.table_scores) / f"{d}.csv"
+            if not path.is_file():
+                raise EznasError(f"--table-scores: no {path}")
+            pools[d] = TableFile(path, [])
+        proxies: list = []
+        cache = None
+    else:
+        if ensembles:
+            raise EznasError("--ensemble needs --table-scores (an ensemble of computed proxies: list them with "
+                             "eznas nas --proxy A --proxy B)")
+        proxies = load_proxies(specs, trust=args.trust)
+        cache = ScoreCache(check_output(args.cache, "--cache"), flush_interval_s=30.0)
+    spaces = {d: TableSpace(table, cells=list(pools[d].rows) if d in pools else None) for d in args.datasets}
+    small = min(len(s) for s in spaces.values())
+    if max(args.budgets) > small:
+        raise EznasError(f"a budget exceeds the {small} candidate cells" + (" of the score table" if pools else ""))
     rows: list[dict[str, Any]] = []
     timing: dict[str, dict[str, float]] = {}
     runs = [(d, b, s, p) for d in args.datasets for b in sorted(args.budgets) for s in args.strategies
-            for p in range(len(proxies))]
+            for p in range(len(specs))]
     bar = progress(total=len(runs) * args.seeds, desc="nas study", unit="search")
     t_start = time.perf_counter()
     for dataset in args.datasets:
-        scorers = make_scorers(proxies, dataset, args.score_seed, args.batch_size, args.data_dir)
-        acc = table.dataset(dataset)
+        space = spaces[dataset]
+        if dataset in pools:
+            f = pools[dataset]
+            groups = [(spec, table_scorers([spec], f.rows, f.columns, ensembles)) for spec in specs]
+        else:
+            computed = make_scorers(proxies, dataset, args.score_seed, args.batch_size, args.data_dir)
+            groups = [(spec, [sc for sc in computed if sc.proxy == spec]) for spec in proxy_specs(proxies)]
+        acc = np.array([space.accuracy(a, dataset) for a in space.archs])
         picks = [space.archs[int(np.random.default_rng(seed).integers(len(space)))] for seed in range(args.seeds)]
         rows.append({"dataset": dataset, "proxy": RANDOM, "strategy": "-", "budget": 1, "picks": picks,
                      "accuracy": [space.accuracy(a, dataset) for a in picks]})
         for budget in sorted(args.budgets):
             for strategy in args.strategies:
-                for scorer in scorers:
-                    t = timing.setdefault(f"{scorer.name}|{dataset}", {"seconds": 0.0, "cells": 0})
+                for name, scorer in groups:
+                    t = timing.setdefault(f"{name}|{dataset}", {"seconds": 0.0, "cells": 0})
                     picks, accs, fails = [], [], []
                     for seed in range(args.seeds):
                         res = search(scorer, space.archs, space.mutate, budget, seed, strategy=strategy,
+                                     max_stale_children=POOL_MAX_STALE if dataset in pools else MAX_STALE_CHILDREN,
                                      population=args.population, sample_size=args.sample_size, cache=cache)
-                        t["seconds"] += res.score_s
-                        t["cells"] += res.n_computed
+                        if dataset not in pools:  # table lookups are not proxy evaluations
+                            t["seconds"] += res.score_s
+                            t["cells"] += res.n_computed
                         picks.append(res.arch)
                         accs.append(space.accuracy(res.arch, dataset))
                         fails.append(res.n_failed)
                         bar.update(1)
-                    rows.append({"dataset": dataset, "proxy": scorer.name, "strategy": strategy, "budget": budget,
+                    rows.append({"dataset": dataset, "proxy": name, "strategy": strategy, "budget": budget,
                                  "picks": picks, "accuracy": accs, "failures": fails})
-        rows.append({"dataset": dataset, "proxy": "table best", "strategy": "-", "budget": len(space),
-                     "picks": [space.archs[int(np.argmax(acc))]], "accuracy": [float(acc.max())]})
+        if dataset in pools:
+            rows.append({"dataset": dataset, "proxy": "pool best", "strategy": "-", "budget": len(space),
+                         "picks": [space.archs[int(np.argmax(acc))]], "accuracy": [float(acc.max())]})
+        full = table.dataset(dataset)
+        rows.append({"dataset": dataset, "proxy": "table best", "strategy": "-", "budget": len(full),
+                     "picks": [table.archs[int(np.argmax(full))]], "accuracy": [float(full.max())]})
     bar.close()
-    cache.flush()
+    if cache is not None:
+        cache.flush()
     for r in rows:
         r["mean"], r["std"] = float(np.mean(r["accuracy"])), float(np.std(r["accuracy"]))
     seconds = {k: (v["seconds"] / v["cells"] if v["cells"] else None) for k, v in timing.items()}
     result = {"settings": {k: v for k, v in vars(args).items()}, "proxy_identities": {p[0]: p[2] for p in proxies},
+              "candidates": {d: len(s) for d, s in spaces.items()},
               "rows": rows, "seconds_per_computed_cell": seconds, "wall_s": time.perf_counter() - t_start,
               "published": PUBLISHED, "published_notes": PUBLISHED_NOTES}
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")

@@ -106,6 +106,13 @@ CASES: dict[str, Case] = {
         ["--datasets", "cifar10", "--seeds", "0", "--evolve", "2", "--validate", "2", "--test", "2",
          "--population", "4", "--generations", "1", "--proxies", "params", "--work", str(p / "work"),
          "--cache-dir", str(p / "scores"), "--out", str(p / "o.json")], p / "o.json"),
+    # 3 test cells of cifar10: the programs' statistics computed for 3 full-size nets (EZNAS_CACHE_DIR)
+    "natsbench_pool_table.py": lambda t, p: (
+        ["--datasets", "cifar10", "--limit", "3", "--out", str(p / "pool")], p / "pool" / "meta.json"),
+    "gpu_summary.py": lambda t, p: (["--out", str(p / "o.json")], p / "o.json"),
+    "table_scores.py": lambda t, p: (
+        ["--limit", "1", "--datasets", "ImageNet16-120", "--backend", "serial", "--no-programs", "--baselines",
+         "params", "nwot", "--device", "cpu", "--out", str(p / "ts")], p / "ts" / "meta.json"),
     "nb201_search.py": lambda t, p: (
         ["--config", str(t / "tiny.yaml"), "--run-dir", str(p / "run"), "--eval-dir", str(p / "eval"),
          "--out", str(p / "o.json")], p / "o.json"),
@@ -152,6 +159,9 @@ CHECKS: dict[str, Callable[[dict], bool]] = {
     and "params" in d["tasks"]["nb201/cifar10"]["proxies"],
     "natsbench_pool_search.py": lambda d: d["tasks"]["nb201/cifar10"]["nets"] == 2
     and {"evolved seed 0", "params"} <= set(d["tasks"]["nb201/cifar10"]["proxies"]),
+    "natsbench_pool_table.py": lambda d: d["cells"] == {"cifar10": 3} and "eznas-nb201" in d["columns"],
+    "gpu_summary.py": lambda d: d["one_process"]["nets_per_s"] > 0 and "score_agreement_cuda_vs_cpu" in d,
+    "table_scores.py": lambda d: d["cells_done"] == {"ImageNet16-120": 1} and d["columns"] == ["params", "nwot"],
     "nb201_search.py": lambda d: d["generations"] == 2 and "nb201/digits" in d["test_spearman"],
     "primitive_profile.py": lambda d: len(d["primitives"]) > 10,
     "ray_local.py": lambda d: d["identical"],

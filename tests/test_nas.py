@@ -372,3 +372,32 @@ def test_cli_az_nas_is_its_four_components_ranked_within_the_search(tmp_path):
 
     util = score_set("az_nas", [{k[3:]: v for k, v in s.items()} for _, s in scored])
     assert rep["picked"]["arch"] == scored[int(np.argmax(util))][0]
+
+
+def test_nas_study_on_a_precomputed_score_table(tmp_path):
+    """--table-scores: the candidates are the table's cells, nothing is computed, az_nas and an
+    --ensemble are searched as one proxy each, and a pick is a cell of the pool."""
+    import csv
+
+    pool = ROOT / "experiments" / "results" / "table_scores_natsbench500"
+    out = tmp_path / "o.json"
+    cmd = [sys.executable, str(ROOT / "experiments" / "nas_study.py"), "--table-scores", str(pool), "--proxies",
+           "eznas-nb201", "ens", "az_nas", "--ensemble", "ens=evolved seed 0,evolved seed 2", "--datasets", "cifar10",
+           "--budgets", "20", "--seeds", "2", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "1"})
+    assert done.returncode == 0, done.stderr
+    d = json.loads(out.read_text())
+    with (pool / "cifar10.csv").open(newline="") as f:
+        rows = {r["arch_key"]: r for r in csv.DictReader(f)}
+    assert d["candidates"] == {"cifar10": len(rows)}
+    assert "seconds_per_computed_cell" in d and all(v is None for v in d["seconds_per_computed_cell"].values())
+    picked = {(r["proxy"], r["strategy"]): r["picks"] for r in d["rows"] if r["budget"] == 20}
+    assert set(picked) == {(p, s) for p in ("eznas-nb201", "ens", "az_nas") for s in ("random", "evolution")}
+    assert all(a in rows for picks in picked.values() for a in picks)
+    # a random search with one proxy picks the best-scoring cell among the cells it drew
+    res = search(Scorer("x", lambda a: float(rows[a]["eznas-nb201"])), list(rows), budget=20, seed=0)
+    assert picked[("eznas-nb201", "random")][0] == res.arch
+    bad = subprocess.run([*cmd[:4], "--proxies", "no_such_column", "--datasets", "cifar10", "--budgets", "5",
+                          "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "lacks" in bad.stderr and "Traceback" not in bad.stderr

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,15 +31,23 @@ SPACE = "nb201"
 
 
 class TableSpace:
-    """The table's cells as candidates, with one-edge mutation inside the table."""
+    """The table's cells as candidates, with one-edge mutation inside the table; ``cells`` (table
+    cells) restricts the candidates and the mutations to a pool, e.g. the cells of a score table.
+    Accuracies and standings are always those of the whole table."""
 
-    def __init__(self, table: NatsTable) -> None:
+    def __init__(self, table: NatsTable, cells: Sequence[str] | None = None) -> None:
         from eznas.spaces import get_space
         from eznas.spaces.nb201 import OPS
 
         self.table = table
-        self.archs: tuple[str, ...] = table.archs
         self.index = table.index()
+        if cells is not None:
+            unknown = [c for c in cells if c not in self.index]
+            if unknown:
+                raise EznasError(f"{len(unknown)} pool cells are not in the NATS-Bench table, e.g. {unknown[0]}")
+        self.archs: tuple[str, ...] = table.archs if cells is None else tuple(dict.fromkeys(cells))
+        self._pool = self.index if cells is None else {a: i for i, a in enumerate(self.archs)}
+        self._near: dict[str, list[str]] = {}
         self._space = get_space(SPACE)
         self._n_ops = len(OPS)
 
@@ -49,14 +58,19 @@ class TableSpace:
         return self.archs[int(rng.integers(len(self.archs)))]
 
     def neighbours(self, arch: str) -> list[str]:
-        """Cells that differ from ``arch`` on exactly one edge and are in the table (fixed order)."""
+        """Cells that differ from ``arch`` on exactly one edge and are candidates (fixed order)."""
+        if arch not in self._near:
+            self._near[arch] = self._neighbours(arch)
+        return self._near[arch]
+
+    def _neighbours(self, arch: str) -> list[str]:
         ops = self._space.decode(arch)
         out = []
         for e in range(len(ops)):
             for op in range(self._n_ops):
                 if op != ops[e]:
                     key = self._space.encode(ops[:e] + (op,) + ops[e + 1:])
-                    if key in self.index:
+                    if key in self._pool:
                         out.append(key)
         return out
 
@@ -179,3 +193,50 @@ def make_scorers(proxies: Sequence[tuple[str, Any, str, str | None]], dataset: s
             key += f"|device={device.type}"
         scorers.append(Scorer(name, fn, key, group=group, combine=matrix_combine(group) if group else None))
     return scorers
+
+
+def table_scorers(specs: Sequence[str], rows: dict[str, dict[str, float]], columns: Sequence[str],
+                  ensembles: dict[str, Sequence[str]] | None = None) -> list[Scorer]:
+    """Scorers that look a cell's scores up in a precomputed score table (``rows``: arch -> column ->
+    score, e.g. :class:`eznas.nas.table.TableFile`), one per spec: a column; a set-level proxy
+    (``az_nas``: its component columns, combined over the scored cells); or a name of ``ensembles``
+    (name -> columns: their rank ensemble, one proxy). A cell missing from the table, or whose score
+    is NaN, fails like a proxy that raised."""
+    from eznas.ensemble import rank_average
+    from eznas.proxies.sets import component_proxies, is_set_level, matrix_combine
+
+    def lookup(col: str) -> Callable[[str], float]:
+        def fn(arch: str) -> float:
+            try:
+                v = rows[arch][col]
+            except KeyError:
+                raise LookupError(f"no {col} score for {arch} in the score table") from None
+            if not math.isfinite(v):
+                raise ValueError(f"{col} failed on {arch} when the table was computed")
+            return v
+        return fn
+
+    def mean_rank(matrix: np.ndarray) -> np.ndarray:
+        return rank_average([matrix[:, j] for j in range(matrix.shape[1])])
+
+    def need(col: str, spec: str) -> str:
+        if col not in columns:
+            raise EznasError(f"proxy '{spec}' needs the column '{col}', which the score table lacks; it has: "
+                             f"{', '.join(columns)}")
+        return col
+
+    ensembles = dict(ensembles or {})
+    out: list[Scorer] = []
+    for spec in dict.fromkeys(specs):
+        if spec in ensembles:
+            cols = [need(c, spec) for c in ensembles[spec]]
+            out += [Scorer(c, lookup(c), group=spec, combine=mean_rank if len(cols) > 1 else None) for c in cols]
+        elif is_set_level(spec):
+            cols = [need(c, spec) for c in component_proxies(spec).values()]
+            out += [Scorer(c, lookup(c), group=spec, combine=matrix_combine(spec)) for c in cols]
+        else:
+            out.append(Scorer(need(spec, spec), lookup(spec)))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise EznasError(f"a score-table column is used twice in one search: {', '.join(names)}")
+    return out

@@ -339,7 +339,7 @@ class _Search:
                 return
             self.evaluate(arch)
 
-    def run_evolution(self, population: int, sample_size: int) -> None:
+    def run_evolution(self, population: int, sample_size: int, max_stale: int = MAX_STALE_CHILDREN) -> None:
         assert self.mutate is not None
         pop: deque[Any] = deque()
         stale = 0
@@ -360,7 +360,7 @@ class _Search:
                 if child in self.scored.pos:  # already scored: it ages the population at no cost
                     pop.append(child)
                     pop.popleft()
-                if stale < MAX_STALE_CHILDREN:
+                if stale < max_stale:
                     continue
                 child = self.draw_new()  # the neighbourhood looks exhausted: restart from a random cell
                 if child is _MISSING:
@@ -375,7 +375,8 @@ def search(proxy: Any, sample: Callable[[np.random.Generator], Any] | Sequence[A
            mutate: Callable[[Any, np.random.Generator], Any] | None = None, budget: int = 100, seed: int = 0, *,
            build: Callable[[Any], Any] | None = None, batch: tuple[Any, ...] | None = None,
            strategy: str = "random", population: int = 20, sample_size: int = 5,
-           cache: ScoreCache | str | Any = None, progress: bool = False) -> SearchResult:
+           cache: ScoreCache | str | Any = None, progress: bool = False,
+           max_stale_children: int = MAX_STALE_CHILDREN) -> SearchResult:
     """Search for the architecture the proxy (or the rank ensemble of several) scores best.
 
     ``proxy``: ``score(arch) -> float``, a :class:`Scorer`, or a list / dict of them; with ``build``
@@ -385,6 +386,8 @@ def search(proxy: Any, sample: Callable[[np.random.Generator], Any] | Sequence[A
     included). Archs must be hashable, and ``str(arch)`` must identify one when ``cache`` (a
     :class:`ScoreCache` or a JSON path) is used; proxies then need stable names (a dict's keys).
     ``rng`` is ``numpy.random.default_rng(seed)``: the same seed and scores give the same pick.
+    ``max_stale_children``: evolution steps whose child was already scored, in a row, before a fresh
+    random cell is drawn instead (lower it for a sparse candidate pool, where most children are known).
     """
     if strategy not in STRATEGIES:
         raise EznasError(f"unknown strategy '{strategy}'; valid: {', '.join(STRATEGIES)}")
@@ -395,6 +398,8 @@ def search(proxy: Any, sample: Callable[[np.random.Generator], Any] | Sequence[A
             raise EznasError("sample must be a function sample(rng) -> arch or a sequence of candidates")
         if budget > len(sample):
             raise EznasError(f"the budget {budget} exceeds the {len(sample)} candidates")
+    if isinstance(max_stale_children, bool) or not isinstance(max_stale_children, int) or max_stale_children < 1:
+        raise EznasError(f"max_stale_children must be an integer >= 1, got {max_stale_children!r}")
     if strategy == "evolution":
         if mutate is None or not callable(mutate):
             raise EznasError("strategy 'evolution' needs mutate(arch, rng) -> arch")
@@ -419,7 +424,7 @@ def search(proxy: Any, sample: Callable[[np.random.Generator], Any] | Sequence[A
         if strategy == "random":
             run.run_random()
         else:
-            run.run_evolution(population, sample_size)
+            run.run_evolution(population, sample_size, max_stale_children)
     finally:
         bar.close()
         if store is not None:
