@@ -265,12 +265,76 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: setting -> the built-in proxy it ships as (``--ship``)
+SHIP = {"nb201": "eznas-nb201-hybrid", "nb101": "eznas-nb101", "nb301": "eznas-nb301", "tnb": "eznas-tnb"}
+PUBLISHED_NOTE = ("Evolved on NAS-Bench-Suite-Zero's published (NASLib) proxy scores; at scoring time each\n"
+                  "terminal is computed by eznas's own implementation, whose agreement with the published\n"
+                  "scores experiments/check_published_proxies.py measures (published_check.md).")
+NB201_NOTE = ("Evolved on eznas's own scores of 500 NATS-Bench cells per dataset (baselines at batch 32,\n"
+              "evolved programs at their search settings, batch 64): score with a batch of 32 inputs for\n"
+              "the baselines' scales; each evolved-program terminal uses its own statistics settings.")
+
+
+def terminal_specs(name: str, terminals: list[str]) -> dict[str, dict]:
+    """How each terminal of a shipped hybrid is computed at scoring time (eznas.hybrid_proxy)."""
+    from eznas import builtin_proxies
+
+    if not name.startswith("nb201"):
+        return {t: {"proxy": t} for t in terminals}
+    programs = [r["best"] for r in json.loads(MAIN_RESULTS.read_text())["settings"]["nb201"]["runs"]]
+    base = builtin_proxies.read("eznas-nb201")
+    out: dict[str, dict] = {}
+    for t in terminals:
+        if t.startswith("evolved_s"):
+            prog = programs[int(t[len("evolved_s"):])]
+            out[t] = ({"builtin": "eznas-nb201"} if prog == base.expression else
+                      {"program": prog, "primitive_set": base.primitive_set, "settings": base.settings})
+        else:
+            out[t] = {"proxy": t}
+    return out
+
+
+def ship(doc: dict, package_dir: Path) -> list[str]:
+    """Write the chosen hybrid of every shipped setting as ``package_dir/<name>.json``."""
+    shipped = []
+    for setting, name in SHIP.items():
+        sd = doc["settings"].get(setting)
+        if sd is None:
+            continue
+        (search,) = sd["searches"]
+        runs = {r["seed"]: r for r in search["runs"]}
+        best = runs[search["chosen_seed"]]
+        tasks = search["tasks"]
+        raw = {"format": 1, "name": name,
+               "summary": f"hybrid proxy evolved on {setting} ({', '.join(tasks)})",
+               "expression": best["expression"], "primitive_set": "hybrid",
+               "settings": {"terminals": terminal_specs(setting, sd["terminals"])},
+               "provenance": {"setting": setting, "tasks": tasks, "gp_seed": best["seed"], "gp": sd["gp"],
+                              "fitness": f"spearman, {sd['gp']['aggregate']} over tasks",
+                              "validate": best["validate"],
+                              "chosen_by": f"highest validation fitness among GP seeds {', '.join(map(str, runs))}",
+                              "candidates": [{"gp_seed": r["seed"], "validate": r["validate"],
+                                              "expression": r["expression"]} for r in runs.values()],
+                              "note": NB201_NOTE if setting.startswith("nb201") else PUBLISHED_NOTE,
+                              "regenerate": "python experiments/hybrid_search.py --ship"},
+               "test": {t: {"spearman": sd["tasks"][t]["chosen_spearman"], "kendall": sd["tasks"][t]["chosen_kendall"],
+                            "nets": sd["tasks"][t]["nets"]["test"],
+                            "best_baseline": [sd["tasks"][t]["best_baseline"], sd["tasks"][t]["best_baseline_spearman"]]}
+                        for t in tasks}}
+        package_dir.mkdir(parents=True, exist_ok=True)
+        (package_dir / f"{name}.json").write_text(json.dumps(json_safe(raw), indent=1) + "\n")
+        shipped.append(name)
+    return shipped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--population", type=int, default=hybrid.Settings.population)
     ap.add_argument("--generations", type=int, default=hybrid.Settings.generations)
+    ap.add_argument("--restarts", type=int, default=hybrid.Settings.restarts,
+                    help="populations per GP seed, halls of fame merged before the validate choice")
     ap.add_argument("--max-height", type=int, default=hybrid.Settings.max_height)
     ap.add_argument("--aggregate", default=None, choices=hybrid.AGGREGATES,
                     help="fitness over tasks (default: min; mean for tnb)")
@@ -278,9 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N nets per task only, split in thirds (a quick check)")
     ap.add_argument("--resamples", type=int, default=intervals.N_BOOT)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--ship", action="store_true", help="write the chosen hybrids as built-in proxies")
+    ap.add_argument("--package-dir", type=Path, default=ROOT / "eznas" / "builtin_proxies",
+                    help="where --ship writes them")
     args = ap.parse_args(argv)
     gp_of = {s: hybrid.Settings(population=args.population, generations=args.generations, max_height=args.max_height,
-                                aggregate=args.aggregate or AGGREGATE.get(s, "min")) for s in args.settings}
+                                restarts=args.restarts, aggregate=args.aggregate or AGGREGATE.get(s, "min")) for s in args.settings}
     doc: dict = {"seeds": args.seeds, "split_seed": args.split_seed, "settings": {}}
     nb201_cache: Setting | None = None
     for name in args.settings:
@@ -301,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_safe(doc), indent=1))
     print(markdown(doc))
+    if args.ship:
+        print(f"shipped: {', '.join(ship(doc, args.package_dir)) or 'none'} -> {args.package_dir}")
     return 0
 
 
