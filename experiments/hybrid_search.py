@@ -12,9 +12,10 @@ Settings (``--settings``):
   search per dataset.
 - ``nb101``, ``nb301``, ``tnb`` (TransNAS-Bench-101 micro, 7 tasks, one joint hybrid): the
   NAS-Bench-Suite-Zero records; terminals are NASLib's published proxy scores; per task evolve 150,
-  validate 60, test the rest (split seed ``--split-seed``). The hybrid is also compared on the
-  intersection of its test nets with the all-spaces evaluation's test nets, where eznas computed
-  params, flops, synflow, snip, jacov, nwot and zico itself (``eznas_computed``).
+  validate 60, test the rest (split seed ``--split-seed``; the 50 test nets per task of the
+  all-spaces evaluation are kept out of evolve / validate). The hybrid is also compared on those 50
+  nets with the scores eznas computed itself there: params, flops, synflow, snip, jacov, nwot and
+  zico (``eznas_computed``).
 
 Per setting and GP seed: the hall of fame's best on validate; the reported "chosen" hybrid is the seed
 best on validate. On each task's test nets: Spearman / Kendall of every seed (mean ± std), of the
@@ -152,12 +153,17 @@ def hybrid_sets():  # the set-level proxies module (imports torch; only the nb20
 def records_setting(space: str, split_seed: int, evolve: int, validate: int, limit: int | None) -> Setting:
     loaded = records.load_tasks(space)
     terminals = [p for p in records.PUBLISHED if any(p in t.published for t in loaded.values())]
+    all_spaces = _read_csv(ALL_SPACES_CSV)
     tasks, test_cols, archs_of = [], {}, {}
     for t in loaded.values():
         if limit is not None:
             t = t.subset(list(range(min(limit, len(t)))))
         ev, va = (evolve, validate) if limit is None else (len(t) // 3, len(t) // 3)
-        perm = np.random.default_rng([split_seed, len(t)]).permutation(len(t))  # Task.split(split_seed, ...)'s
+        # Task.split(split_seed, ...)'s permutation, with the all-spaces evaluation's test nets moved to
+        # the end: they land in the test split, so the hybrid meets eznas-computed zico on all of them
+        perm = np.random.default_rng([split_seed, len(t)]).permutation(len(t))
+        reserved = {r["arch"] for r in all_spaces if r["task"] == t.name}
+        perm = np.array([i for i in perm if t.archs[i] not in reserved] + [i for i in perm if t.archs[i] in reserved])
         splits = {"evolve": perm[:ev], "validate": perm[ev:ev + va], "test": perm[ev + va:]}
         tasks.append(hybrid.HybridTask(t.name, hybrid.table(t.published, terminals), t.accuracies, splits))
         test_cols[t.name] = {p: t.published[p][splits["test"]] for p in terminals if p in t.published}
@@ -269,7 +275,9 @@ def markdown(doc: dict) -> str:
 SHIP = {"nb201": "eznas-nb201-hybrid", "nb101": "eznas-nb101", "nb301": "eznas-nb301", "tnb": "eznas-tnb"}
 PUBLISHED_NOTE = ("Evolved on NAS-Bench-Suite-Zero's published (NASLib) proxy scores; at scoring time each\n"
                   "terminal is computed by eznas's own implementation, whose agreement with the published\n"
-                  "scores experiments/check_published_proxies.py measures (published_check.md).")
+                  "scores experiments/check_published_proxies.py measures (published_check.md).\n"
+                  "NASLib scored at batch 32: score with a batch of 32 inputs (terminal scales such as\n"
+                  "jacov's depend on it).")
 NB201_NOTE = ("Evolved on eznas's own scores of 500 NATS-Bench cells per dataset (baselines at batch 32,\n"
               "evolved programs at their search settings, batch 64): score with a batch of 32 inputs for\n"
               "the baselines' scales; each evolved-program terminal uses its own statistics settings.")

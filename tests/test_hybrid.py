@@ -100,3 +100,70 @@ def test_same_seed_same_expression_across_processes() -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         outs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert outs[0] == outs[1]
+
+
+SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb101": "nb101", "eznas-nb301": "nb301", "eznas-tnb": "tnb"}
+
+
+def _small_model_batch():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    return model, x, torch.arange(8) % 10
+
+
+def test_shipped_hybrids_match_the_committed_search() -> None:
+    """Each shipped hybrid is its setting's validate-chosen expression with that run's test figures."""
+    from eznas import builtin_proxies
+
+    doc = json.loads((ROOT / "experiments" / "results" / "hybrid_search.json").read_text())
+    for name, setting in SHIPPED.items():
+        b = builtin_proxies.read(name)
+        sd = doc["settings"][setting]
+        (search,) = sd["searches"]
+        chosen = max(search["runs"], key=lambda r: (round(r["validate"], 3), -r["size"], -r["seed"]))
+        assert b.primitive_set == "hybrid" and b.provenance["gp_seed"] == search["chosen_seed"] == chosen["seed"]
+        assert b.expression == chosen["expression"]
+        for task, r in b.test.items():
+            assert r["spearman"] == pytest.approx(sd["tasks"][task]["chosen_spearman"])
+        assert set(parse(b.expression).terminals) <= set(b.settings["terminals"])
+
+
+def test_builtin_hybrid_scores_a_model_with_eznas_proxies(capsys) -> None:
+    import eznas
+    from eznas.cli import main
+    from eznas.export.loading import call_proxy
+    from eznas.hybrid_proxy import HybridProxy
+    from eznas.proxies import get_proxy
+
+    proxy = eznas.load_proxy("eznas-nb301")
+    assert isinstance(proxy, HybridProxy)
+    assert proxy.raw in proxy.__doc__ and "published" in proxy.__doc__ and "check_published_proxies" in proxy.__doc__
+    model, x, y = _small_model_batch()
+    raw = {t: call_proxy(get_proxy(t), model, x, y) for t in proxy.expression.terminals}
+    score = proxy(model, x, y)
+    assert np.isfinite(score) and score == pytest.approx(proxy.expression(raw), rel=1e-9)
+    assert main(["proxies", "show", "eznas-nb301"]) == 0
+    assert capsys.readouterr().out.strip() == proxy.__doc__.strip()
+    with pytest.raises(EznasError, match="hybrid"):
+        from eznas.export.writing import export_builtin
+
+        export_builtin("eznas-nb301", ROOT / "never-written.py")
+
+
+def test_nb201_hybrid_uses_the_builtin_evolved_program() -> None:
+    import eznas
+
+    proxy = eznas.load_proxy("eznas-nb201-hybrid")
+    evolved = [t for t in proxy.expression.terminals if t.startswith("evolved_s")]
+    assert evolved, "the NB201 hybrid is expected to use an evolved program's score"
+    model, x, y = _small_model_batch()
+    vals = proxy.terminals(model, x, y)
+    assert set(vals) == set(proxy.expression.terminals) and all(np.isfinite(v) for v in vals.values())
+    if proxy.terminal_specs.get("evolved_s1") == {"builtin": "eznas-nb201"}:
+        assert vals["evolved_s1"] == eznas.load_proxy("eznas-nb201")(model, x, y)
