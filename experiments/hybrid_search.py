@@ -245,7 +245,8 @@ def report(name: str, setting: Setting, groups: list[tuple[list[hybrid.HybridTas
                                 "baseline": lab in setting.baselines} for lab, v in d.items()}
         doc["targets"] = targets(name, doc)
     runs_doc = [{"tasks": [t.name for t in tasks], "chosen_seed": runs[chosen].seed,
-                 "runs": [{k: v for k, v in asdict(r).items() if k != "hall_of_fame"} | {"hall_of_fame": r.hall_of_fame[:5]}
+                 "runs": [{k: v for k, v in asdict(r).items() if k != "hall_of_fame"}
+                          | {"hall_of_fame": r.hall_of_fame[:5]}
                           for r in runs]} for tasks, runs, chosen in groups]
     return {"terminals": setting.terminals, "baselines": setting.baselines, "searches": runs_doc, "tasks": tasks_doc}
 
@@ -333,10 +334,9 @@ def ship(doc: dict, package_dir: Path) -> list[str]:
                                               "expression": r["expression"]} for r in runs.values()],
                               "note": NB201_NOTE if setting.startswith("nb201") else PUBLISHED_NOTE,
                               "regenerate": "python experiments/hybrid_search.py --ship"},
-               "test": {t: {"spearman": sd["tasks"][t]["chosen_spearman"], "kendall": sd["tasks"][t]["chosen_kendall"],
-                            "nets": sd["tasks"][t]["nets"]["test"],
-                            "best_baseline": [sd["tasks"][t]["best_baseline"], sd["tasks"][t]["best_baseline_spearman"]]}
-                        for t in tasks}}
+               "test": {t: {"spearman": r["chosen_spearman"], "kendall": r["chosen_kendall"], "nets": r["nets"]["test"],
+                            "best_baseline": [r["best_baseline"], r["best_baseline_spearman"]]}
+                        for t, r in ((t, sd["tasks"][t]) for t in tasks)}}
         package_dir.mkdir(parents=True, exist_ok=True)
         (package_dir / f"{name}.json").write_text(json.dumps(json_safe(raw), indent=1) + "\n")
         shipped.append(name)
@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aggregate", default=None, choices=hybrid.AGGREGATES,
                     help="fitness over tasks (default: min; mean for tnb)")
     ap.add_argument("--split-seed", type=int, default=0, help="NB101/NB301/TNB evolve / validate / test split")
-    ap.add_argument("--limit", type=int, default=None, help="first N nets per task only, split in thirds (a quick check)")
+    ap.add_argument("--limit", type=int, default=None, 
+                    help="first N nets per task only, split in thirds (a quick check)")
     ap.add_argument("--resamples", type=int, default=intervals.N_BOOT)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--ship", action="store_true", help="write the chosen hybrids as built-in proxies")
@@ -363,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="where --ship writes them")
     args = ap.parse_args(argv)
     gp_of = {s: hybrid.Settings(population=args.population, generations=args.generations, max_height=args.max_height,
-                                restarts=args.restarts, aggregate=args.aggregate or AGGREGATE.get(s, "min")) for s in args.settings}
+                                restarts=args.restarts, aggregate=args.aggregate or AGGREGATE.get(s, "min"))
+             for s in args.settings}
     doc: dict = {"seeds": args.seeds, "split_seed": args.split_seed, "settings": {}}
     nb201_cache: Setting | None = None
     for name in args.settings:

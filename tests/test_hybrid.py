@@ -90,7 +90,8 @@ def test_nan_terminal_ranks_last_and_bad_table_is_an_error() -> None:
 def test_same_seed_same_expression_across_processes() -> None:
     code = ("import json, sys; sys.path.insert(0, %r); from tests.test_hybrid import nb301_table, SMALL; "
             "from eznas import hybrid; t, terms = nb301_table(); "
-            "r = hybrid.search(t, terms, seed=3, settings=SMALL); print(json.dumps([r.expression, r.validate]))") % str(ROOT)
+            "r = hybrid.search(t, terms, seed=3, settings=SMALL); "
+            "print(json.dumps([r.expression, r.validate]))") % str(ROOT)
     outs = []
     for hashseed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hashseed, OMP_NUM_THREADS="1",
