@@ -14,6 +14,8 @@ The JSON's ``settings.terminals`` says how each terminal is computed on a model:
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,6 +72,9 @@ class HybridProxy:
         self.terminal_specs = {t: terminals[t] for t in self.expression.terminals}
         self._fns: dict[str, Callable[..., float]] = {}
         self._where = where
+        blob = json.dumps({"expression": str(self.expression), "terminals": self.terminal_specs}, sort_keys=True)
+        #: what its scores depend on (score caches key on it)
+        self.identity = "hybrid:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _fn(self, name: str) -> Callable[..., float]:
         if name not in self._fns:

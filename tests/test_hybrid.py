@@ -149,6 +149,10 @@ def test_builtin_hybrid_scores_a_model_with_eznas_proxies(capsys) -> None:
     raw = {t: call_proxy(get_proxy(t), model, x, y) for t in proxy.expression.terminals}
     score = proxy(model, x, y)
     assert np.isfinite(score) and score == pytest.approx(proxy.expression(raw), rel=1e-9)
+    from eznas.nas.nb201 import proxy_identity
+
+    assert proxy_identity("eznas-nb301", proxy, False) == proxy.identity
+    assert proxy.identity.startswith("hybrid:") and proxy.identity != eznas.load_proxy("eznas-nb101").identity
     assert main(["proxies", "show", "eznas-nb301"]) == 0
     assert capsys.readouterr().out.strip() == proxy.__doc__.strip()
     with pytest.raises(EznasError, match="hybrid"):
