@@ -103,7 +103,7 @@ def test_same_seed_same_expression_across_processes() -> None:
     assert outs[0] == outs[1]
 
 
-SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb101": "nb101", "eznas-nb301": "nb301", "eznas-tnb": "tnb"}
+SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb301": "nb301", "eznas-tnb": "tnb"}
 
 
 def _small_model_batch():
@@ -152,7 +152,7 @@ def test_builtin_hybrid_scores_a_model_with_eznas_proxies(capsys) -> None:
     from eznas.nas.nb201 import proxy_identity
 
     assert proxy_identity("eznas-nb301", proxy, False) == proxy.identity
-    assert proxy.identity.startswith("hybrid:") and proxy.identity != eznas.load_proxy("eznas-nb101").identity
+    assert proxy.identity.startswith("hybrid:") and proxy.identity != eznas.load_proxy("eznas-tnb").identity
     assert main(["proxies", "show", "eznas-nb301"]) == 0
     assert capsys.readouterr().out.strip() == proxy.__doc__.strip()
     with pytest.raises(EznasError, match="hybrid"):
