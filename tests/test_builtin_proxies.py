@@ -45,6 +45,8 @@ def test_package_data_is_shipped_and_consistent_with_its_config():
     assert "eznas-nb201" in names and "eznas-all" in names
     for name in names:
         b = builtin_proxies.read(name)
+        if b.primitive_set == "hybrid":  # expressions over proxy scores: tests/test_hybrid.py
+            continue
         cfg = config_mod.load(ROOT / b.provenance["config"])
         # the statistics settings shipped are exactly those the program was evolved with
         assert Proxy is type(eznas.load_proxy(name))

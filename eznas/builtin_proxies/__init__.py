@@ -101,6 +101,10 @@ def describe(name: str) -> str:
     from eznas import simplify as simp
 
     b = read(name)
+    if b.primitive_set == "hybrid":  # an expression over proxy scores (eznas.hybrid_proxy)
+        from eznas import hybrid_proxy
+
+        return hybrid_proxy.describe(b)
     expr = _parse(b)
     simple = simp.simplify(expr)
     st, prov = b.settings, b.provenance
@@ -154,11 +158,16 @@ def _parse(b: BuiltinProxy) -> Any:
 
 def load(name: str) -> Any:
     """Built-in proxy ``name`` as an :class:`eznas.export.Proxy` (parsed, never executed) whose
-    ``__doc__`` is :func:`describe`."""
+    ``__doc__`` is :func:`describe`; a hybrid one (``"primitive_set": "hybrid"``) as an
+    :class:`eznas.hybrid_proxy.HybridProxy`."""
     from eznas import simplify as simp
     from eznas.export.loading import Proxy, ProxySettings
 
     b = read(name)
+    if b.primitive_set == "hybrid":
+        from eznas import hybrid_proxy
+
+        return hybrid_proxy.load(b)
     settings = ProxySettings.from_json(b.settings, f"built-in proxy {name}")
     proxy = Proxy(name, simp.simplify(_parse(b)), settings, raw=b.expression, source=f"built-in:{name}")
     proxy.__doc__ = describe(name)

@@ -322,8 +322,11 @@ def export_builtin(name: str, out: str | os.PathLike) -> ExportResult:
     from eznas import builtin_proxies
 
     out_path = check_output(Path(out).expanduser(), "--out")
-    proxy = builtin_proxies.load(name)
     b = builtin_proxies.read(name)
+    if b.primitive_set == "hybrid":
+        raise EznasError(f"built-in proxy {name} is a hybrid (an expression over proxy scores, eznas.hybrid_proxy); "
+                         f"export writes evolved programs only: use eznas.load_proxy({name!r})")
+    proxy = builtin_proxies.load(name)
     prov = {"kind": "builtin", "name": name, "description": builtin_proxies.describe(name), "exported": _now(),
             "eznas_version": eznas.__version__, "provenance": b.provenance, "test": b.test}
     return _write(out_path, b.expression, proxy.expression, proxy.settings, prov)

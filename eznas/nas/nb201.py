@@ -112,6 +112,8 @@ def proxy_identity(spec: str, proxy: Any, trust: bool) -> str:
     settings, or a trusted file's bytes."""
     from eznas.export import Proxy
 
+    if isinstance(getattr(proxy, "identity", None), str):  # a hybrid proxy (eznas.hybrid_proxy)
+        return str(proxy.identity)
     if isinstance(proxy, Proxy):
         blob = json.dumps({"expression": proxy.infix, "settings": asdict(proxy.settings)}, sort_keys=True)
         return "program:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
