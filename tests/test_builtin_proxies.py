@@ -102,8 +102,8 @@ def test_every_entry_point_resolves_builtin_names():
     spec = resolve_proxies(["eznas-nb201", "params"])
     assert [s.label for s in spec] == ["eznas-nb201", "params"] and spec[0].cache_id.startswith("builtin:")
     assert spec[0].baseline is None and isinstance(spec[0].loader(), Proxy)
-    (name, proxy, ident), = load_proxies(["eznas-all"])
-    assert name == "eznas-all" and ident.startswith("program:") and isinstance(proxy, Proxy)
+    (name, proxy, ident, group), = load_proxies(["eznas-all"])
+    assert name == "eznas-all" and ident.startswith("program:") and isinstance(proxy, Proxy) and group is None
 
 
 def test_cli_list_and_show(capsys):
