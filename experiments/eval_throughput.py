@@ -29,19 +29,26 @@ import torch
 from eznas import config as config_mod
 from eznas import program
 from eznas.scoring import Scorer, ScoringOptions
-from eznas.stats import StatsSettings, TaskStats, config_jobs, default_cache_dir, load_task_stats
+from eznas.errors import EznasError
+from eznas.stats import StatsSettings, TaskStats, config_jobs, default_cache_dir, entry_path, load_task_stats
 
 REPO = Path(__file__).resolve().parent.parent
 SETS = ("compact", "eznas")
 
 
 def load_rows(config: str | Path, nets: int | None = None) -> TaskStats:
-    """The first ``nets`` (default: all) evolve nets of the config's first task, from the statistics cache."""
+    """The first ``nets`` (default: all) cached evolve nets of the config's first task, from the statistics cache."""
     cfg = config_mod.load(str(config))
     _, by_task = config_jobs(cfg, splits=())
     task = next(iter(by_task.values()))["evolve"]
     st = StatsSettings.from_config(cfg, task.space, task.dataset)
-    ts = load_task_stats(task, st, default_cache_dir(cfg))
+    cache = default_cache_dir(cfg)
+    cached = [i for i, a in enumerate(task.archs) if entry_path(cache, st, a).is_file()]
+    if not cached:
+        raise EznasError(f"no statistics of {task.name} are cached; run `eznas stats {config}` first")
+    # timing depends on the row count, not on which nets: the cached evolve nets, in split order
+    task = dataclasses.replace(task, archs=[task.archs[i] for i in cached], accuracies=task.accuracies[cached])
+    ts = load_task_stats(task, st, cache)
     return ts if nets is None else ts.subset(list(range(min(nets, ts.n_nets))))
 
 
@@ -148,7 +155,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from eznas.errors import EznasError
 
     try:
         raise SystemExit(main())
