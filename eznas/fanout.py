@@ -138,11 +138,25 @@ def start_worker_server() -> None:
     """Start the fork server of process workers now, in the background, so its imports overlap
     with what the caller does before it needs workers (the CLI calls this when ``--workers`` > 1).
     Returns at once; does nothing where workers are spawned or the server already runs."""
-    ctx = _context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    _ensure_server(_context())
 
+
+def _ensure_server(ctx: Any) -> None:
+    """Start the fork server if ``ctx`` forks from one and it is not running. It is started with
+    SIGINT ignored (the disposition survives exec, and its workers inherit it), so a Ctrl-C while
+    it imports torch stops the parent with one line instead of a traceback from the server."""
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         forkserver.ensure_running()
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
 
 
 def _worker_main(conn: Any, fn: Callable[[Any], Any], threads: int, env: dict[str, str] | None = None) -> None:
@@ -194,6 +208,7 @@ def _run_processes(fn: Callable[[J], R], jobs: Sequence[J], fanout: Fanout, on_r
     from multiprocessing.connection import wait
 
     ctx = _context()
+    _ensure_server(ctx)
     env = dict(os.environ) if ctx.get_start_method() == "forkserver" else None
 
     def start() -> _Slot:
