@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from eznas import program
 from eznas.alloc import reuse_freed_memory
@@ -91,19 +93,34 @@ class Scorer:
 
     def score(self, infixes: Sequence[str]) -> list[ProgramResult]:
         """Fitness of each program; a program that does not parse or fails on a task is invalid
-        there, never an exception."""
-        opts = self.options
-        out = []
-        for infix in infixes:
-            try:
-                tree = self.parse(infix)  # once per program, not once per task
-            except EznasError:
-                tree = None
-            per_task: dict[str, float] = {}
-            for name, t in self.tasks.items():
-                per_task[name] = math.nan if tree is None else self._correlation(tree, t)
-            out.append(ProgramResult(aggregate(list(per_task.values()), opts.aggregate), per_task))
-        return out
+        there, never an exception.
+
+        With ``torch.get_num_threads()`` > 1 (the serial backend, scripts) the programs run
+        concurrently on that many threads, one torch thread each, and the thread count is
+        restored afterwards: torch releases the GIL in its kernels, while its intra-op threads
+        barely speed up ops on a few thousand rows, leave LAPACK's per-block loops on one core,
+        and stall whenever another process holds a core. Each program's values are those of one
+        torch thread, as in a process worker of the search."""
+        threads = min(torch.get_num_threads(), len(infixes))
+        if threads <= 1:
+            return [self._score_one(infix) for infix in infixes]
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # threads started below take the process-wide count on first use
+        try:
+            with ThreadPoolExecutor(threads, thread_name_prefix="eznas-score") as pool:
+                return list(pool.map(self._score_one, infixes))
+        finally:
+            torch.set_num_threads(before)
+
+    def _score_one(self, infix: str) -> ProgramResult:
+        try:
+            tree = self.parse(infix)  # once per program, not once per task
+        except EznasError:
+            tree = None
+        per_task: dict[str, float] = {}
+        for name, t in self.tasks.items():
+            per_task[name] = math.nan if tree is None else self._correlation(tree, t)
+        return ProgramResult(aggregate(list(per_task.values()), self.options.aggregate), per_task)
 
     def _correlation(self, tree: Expr, t: _Task) -> float:
         try:
