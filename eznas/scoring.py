@@ -97,26 +97,31 @@ class Scorer:
 
         With ``torch.get_num_threads()`` > 1 (the serial backend, scripts) the programs run
         concurrently on that many threads, one torch thread each, and the thread count is
-        restored afterwards: torch releases the GIL in its kernels, while its intra-op threads
-        barely speed up ops on a few thousand rows, leave LAPACK's per-block loops on one core,
-        and stall whenever another process holds a core. Each program's values are those of one
-        torch thread, as in a process worker of the search."""
-        threads = min(torch.get_num_threads(), len(infixes))
+        restored afterwards: torch releases the GIL in its kernels; LAPACK's per-block loops
+        (``eig_ratio``, ``svd_ratio``, ``slogdet``: most of an ``eznas``-set program's time) leave
+        torch's intra-op threads idle; and a multi-threaded op stalls whenever another process
+        holds a core (measured on a shared 2-core machine: up to 30x slower), where program
+        threads just fall back to one core's speed. Each program's values are those of one torch
+        thread, as in a process worker of the search; results are in order."""
+        trees = [self._parse_or_none(infix) for infix in infixes]
+        threads = min(torch.get_num_threads(), len(trees))
         if threads <= 1:
-            return [self._score_one(infix) for infix in infixes]
+            return [self._score_tree(tree) for tree in trees]
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # threads started below take the process-wide count on first use
         try:
             with ThreadPoolExecutor(threads, thread_name_prefix="eznas-score") as pool:
-                return list(pool.map(self._score_one, infixes))
+                return list(pool.map(self._score_tree, trees))
         finally:
             torch.set_num_threads(before)
 
-    def _score_one(self, infix: str) -> ProgramResult:
+    def _parse_or_none(self, infix: str) -> Expr | None:
         try:
-            tree = self.parse(infix)  # once per program, not once per task
+            return self.parse(infix)  # once per program, not once per task
         except EznasError:
-            tree = None
+            return None
+
+    def _score_tree(self, tree: Expr | None) -> ProgramResult:
         per_task: dict[str, float] = {}
         for name, t in self.tasks.items():
             per_task[name] = math.nan if tree is None else self._correlation(tree, t)
