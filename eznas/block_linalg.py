@@ -12,29 +12,20 @@ matters is how many matrices reach them and which driver: these kernels
   (:func:`singular_values`): one batched ``bmm`` plus ``eigvalsh`` (``syevd``) is ~1.6x cheaper
   than ``svdvals`` (``gesdd``) on 8 x 8 blocks and, in float64, more accurate than float32 SVD
   (absolute error ~1e-8 of the largest singular value instead of ~5e-7);
-* compute eigenvalues with float32 ``geev`` on the live blocks only (see :func:`eig_magnitudes`);
-* spread the blocks over torch's intra-op threads (:func:`per_block`): torch's batched CPU
-  ``eigvals`` / ``eigvalsh`` loop over the matrices on one thread whatever ``torch.get_num_threads()``
-  says, so on 2 threads the chunks run ~1.9x faster, each matrix through the same LAPACK call
-  (results equal bit for bit).
+* compute eigenvalues with float32 ``geev`` on the live blocks only (see :func:`eig_magnitudes`).
 
 Everything imports only torch and the standard library: ``eznas export`` copies these functions
 into exported proxies next to the primitives that call them.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-__all__ = ["RTOL", "THREAD_MIN_BLOCKS", "scaled_blocks", "live_blocks", "scatter_blocks", "per_block",
-           "singular_values", "eig_magnitudes", "pseudo_logdet", "block_ratio", "block_mean"]
+__all__ = ["RTOL", "scaled_blocks", "live_blocks", "scatter_blocks", "singular_values", "eig_magnitudes",
+           "pseudo_logdet", "block_ratio", "block_mean"]
 
 #: relative tolerance under which singular / eigen values count as zero (float32 epsilon)
 RTOL = float(torch.finfo(torch.float32).eps)
-#: blocks per thread below which :func:`per_block` stays on the calling thread (512 8 x 8 ``geev``
-#: calls take ~2.5 ms; starting a thread ~0.1 ms)
-THREAD_MIN_BLOCKS = 512
 
 
 def scaled_blocks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,40 +59,12 @@ def scatter_blocks(index: torch.Tensor, values: torch.Tensor, shape: torch.Size,
     return out.view(shape)
 
 
-def per_block(fn: Callable[[torch.Tensor], torch.Tensor], blocks: torch.Tensor) -> torch.Tensor:
-    """``fn(blocks)`` for a block-wise ``fn`` of ``(n, s, s)`` (its result's first axis is ``n``),
-    computed in chunks of the blocks on up to ``torch.get_num_threads()`` threads.
-
-    Each block goes through exactly the calls it would go through in one batch, so the result is
-    the same bit for bit; torch releases the GIL inside its kernels, so the chunks run in
-    parallel. With one thread, or fewer than :data:`THREAD_MIN_BLOCKS` blocks per thread, this is
-    just ``fn(blocks)``."""
-    k = min(torch.get_num_threads(), blocks.shape[0] // THREAD_MIN_BLOCKS)
-    if k < 2:
-        return fn(blocks)
-    from concurrent.futures import ThreadPoolExecutor  # standard library, only when it is used
-
-    chunks = blocks.chunk(k)
-    with ThreadPoolExecutor(len(chunks) - 1) as pool:
-        rest = [pool.submit(fn, c) for c in chunks[1:]]
-        first = fn(chunks[0])  # the calling thread does a share
-        return torch.cat([first, *(f.result() for f in rest)])
-
-
-def _gram_singular_values(blocks: torch.Tensor) -> torch.Tensor:
-    b = blocks.to(torch.float64)
-    eig = torch.linalg.eigvalsh(b.mT @ b)  # ascending
-    return eig.clamp_min(0.0).sqrt().flip(-1)
-
-
 def singular_values(blocks: torch.Tensor) -> torch.Tensor:
     """Singular values (float64, descending) of each block of ``(n, s, s)``: square roots of the
     eigenvalues of the float64 Gram matrix ``B^T B`` (rounding negatives clamped to 0)."""
-    return per_block(_gram_singular_values, blocks)
-
-
-def _eig_abs(blocks: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.eigvals(blocks).abs()
+    b = blocks.to(torch.float64)
+    eig = torch.linalg.eigvalsh(b.mT @ b)  # ascending
+    return eig.clamp_min(0.0).sqrt().flip(-1)
 
 
 def eig_magnitudes(blocks: torch.Tensor) -> torch.Tensor:
@@ -110,7 +73,7 @@ def eig_magnitudes(blocks: torch.Tensor) -> torch.Tensor:
     Deliberately not float64: a defective block's zero eigenvalues come out at ~eps^(1/k), above
     or below the live threshold depending on the precision, so this keeps float32 ``geev`` - the
     values the search has always seen, block for block."""
-    return per_block(_eig_abs, blocks)
+    return torch.linalg.eigvals(blocks).abs()
 
 
 def pseudo_logdet(sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -244,24 +244,3 @@ def test_freed_memory_is_reused() -> None:
     # glibc reuses some or all of the freed blocks (0 to 70,000 faults seen, run to run)
     assert faults < 0.8 * fresh, faults
 
-
-def test_blocks_spread_over_threads_give_the_same_bits(rows, monkeypatch) -> None:
-    """per_block's chunks on several threads (forced here with a tiny chunk floor) give exactly
-    what one batch on one thread gives, for every matrix primitive."""
-    inputs = _inputs(rows)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = {(n, k): P.get(n).fn(x) for n in ("eig_ratio", "svd_ratio", "slogdet") for k, x in inputs.items()}
-        monkeypatch.setattr(BL, "THREAD_MIN_BLOCKS", 4)
-        torch.set_num_threads(3)
-        calls = []
-        monkeypatch.setattr(BL, "_eig_abs", lambda b: calls.append(len(b)) or torch.linalg.eigvals(b).abs())
-        for (name, label), want in one.items():
-            assert _same(P.get(name).fn(inputs[label]), want), (name, label)
-        assert calls and max(calls) < max(len(BL.live_blocks(*BL.scaled_blocks(x))[0]) for x in inputs.values())
-        blocks = BL.scaled_blocks(inputs["W"])[0].reshape(-1, 8, 8)
-        assert torch.equal(BL.eig_magnitudes(blocks), torch.linalg.eigvals(blocks).abs())
-        assert torch.equal(BL.per_block(lambda b: b.sum((-1, -2)), blocks[:9]), blocks[:9].sum((-1, -2)))  # 2 chunks
-    finally:
-        torch.set_num_threads(before)
