@@ -59,6 +59,13 @@ def timed(argv: list[str]) -> tuple[float, str, tuple[float, float], float]:
     return wall, done.stdout, (load_before, os.getloadavg()[0]), cpu
 
 
+def forkserver_workers() -> bool:
+    """Whether process workers fork from a fork server here (eznas.fanout uses one where it exists)."""
+    import multiprocessing as mp
+
+    return "forkserver" in mp.get_all_start_methods()
+
+
 def summarise(rows: list[dict]) -> dict[str, float]:
     """Measured speed-ups (best 1-worker time / best 2-worker time) of wall time and build time, and
     the CPU-time ratio. ``*_projected_free_cores`` = 2 x cpu(1 worker) / cpu(2 workers) is NOT a
@@ -111,8 +118,12 @@ def main() -> None:
                         wall, out, load, cpu = timed(["evaluate", str(cfg), "--workers", str(workers), "--device", "cpu",
                                                  "--out", str(tmp / "ev")])
                         work, nets = None, args.nets - 4
+                # workers forked by the fork server are its children, not the command's: their CPU
+                # time never reaches RUSAGE_CHILDREN here, so it is only known for one worker
+                known = workers == 1 or not forkserver_workers()
                 row = {"command": command, "workers": workers, "repeat": rep, "nets": nets, "wall_s": round(wall, 2),
-                       "build_s": work, "cpu_s": round(cpu, 2), "cpu_per_wall": round(cpu / wall, 2),
+                       "build_s": work, "cpu_s": round(cpu, 2) if known else None,
+                       "cpu_per_wall": round(cpu / wall, 2) if known else None,
                        "load_before": load[0], "load_after": load[1]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -124,7 +135,8 @@ def main() -> None:
            "load_note": "wall_s includes interpreter start-up and data loading (the same for 1 and 2 workers); "
                         "load_before/after are 1-minute load averages (2 cores: above ~1 other jobs share them); "
                         "cpu_per_wall is the CPU seconds of the command and its workers per wall second: the "
-                        "cores it actually got (2 workers cannot be 2x faster when it stays far below 2)"}
+                        "cores it actually got (2 workers cannot be 2x faster when it stays far below 2); both are null "
+                        "for 2 workers forked by the fork server (their CPU time is not the command's)"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
     for k, v in summary.items():

@@ -170,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad argument (2, one line printed by OneLineParser)
         return e.code if isinstance(e.code, int) else 2
+    if (getattr(args, "workers", None) or 0) > 1 and getattr(args, "backend", None) in (None, "process"):
+        from eznas.fanout import start_worker_server  # imports no torch
+
+        start_worker_server()  # workers' imports overlap with the command's own start-up
     try:
         rc = args.func(args)
     except EznasError as e:

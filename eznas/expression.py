@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -335,39 +336,46 @@ def parse(text: str, ret: type = Scalar, vocabulary: Vocabulary | None = None) -
 
 
 class _LRU:
-    """Least-recently-used map of tensors under a byte budget."""
+    """Least-recently-used map of tensors under a byte budget (safe to share between threads:
+    :class:`eznas.scoring.Scorer` runs programs on several)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(0, int(limit))
         self.data: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.bytes = self.hits = self.misses = 0
+        self._lock = threading.Lock()
 
     @staticmethod
     def size(value: torch.Tensor) -> int:
         return value.element_size() * value.nelement()
 
     def get(self, key: str) -> torch.Tensor | None:
-        value = self.data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self.data.move_to_end(key)
-        return value
+        with self._lock:
+            value = self.data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self.data.move_to_end(key)
+            return value
 
     def put(self, key: str, value: torch.Tensor) -> None:
         size = self.size(value)
-        if size > self.limit or key in self.data:
+        if size > self.limit:
             return
-        self.data[key] = value
-        self.bytes += size
-        while self.bytes > self.limit:
-            _, old = self.data.popitem(last=False)
-            self.bytes -= self.size(old)
+        with self._lock:
+            if key in self.data:
+                return
+            self.data[key] = value
+            self.bytes += size
+            while self.bytes > self.limit:
+                _, old = self.data.popitem(last=False)
+                self.bytes -= self.size(old)
 
     def clear(self) -> None:
-        self.data.clear()
-        self.bytes = self.hits = self.misses = 0
+        with self._lock:
+            self.data.clear()
+            self.bytes = self.hits = self.misses = 0
 
 
 class Evaluator:

@@ -124,7 +124,8 @@ def _fin_(x: torch.Tensor) -> torch.Tensor:
 
 def _cmp(op: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
     """1.0 / 0.0 of comparison ``op`` written straight into a float32 tensor (no bool pass)."""
-    shape = a.shape if not isinstance(b, torch.Tensor) else torch.broadcast_shapes(a.shape, b.shape)
+    # torch.broadcast_shapes costs ~10 us a call (and imports sympy on first use): only when shapes differ
+    shape = a.shape if not isinstance(b, torch.Tensor) or b.shape == a.shape else torch.broadcast_shapes(a.shape, b.shape)
     return op(a, b, out=torch.empty(shape, dtype=torch.float32, device=a.device))
 
 

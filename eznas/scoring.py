@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from eznas import program
 from eznas.alloc import reuse_freed_memory
@@ -91,19 +93,39 @@ class Scorer:
 
     def score(self, infixes: Sequence[str]) -> list[ProgramResult]:
         """Fitness of each program; a program that does not parse or fails on a task is invalid
-        there, never an exception."""
-        opts = self.options
-        out = []
-        for infix in infixes:
-            try:
-                tree = self.parse(infix)  # once per program, not once per task
-            except EznasError:
-                tree = None
-            per_task: dict[str, float] = {}
-            for name, t in self.tasks.items():
-                per_task[name] = math.nan if tree is None else self._correlation(tree, t)
-            out.append(ProgramResult(aggregate(list(per_task.values()), opts.aggregate), per_task))
-        return out
+        there, never an exception.
+
+        With ``torch.get_num_threads()`` > 1 (the serial backend, scripts) the programs run
+        concurrently on that many threads, one torch thread each, and the thread count is
+        restored afterwards: torch releases the GIL in its kernels; LAPACK's per-block loops
+        (``eig_ratio``, ``svd_ratio``, ``slogdet``: most of an ``eznas``-set program's time) leave
+        torch's intra-op threads idle; and a multi-threaded op stalls whenever another process
+        holds a core (measured on a shared 2-core machine: up to 30x slower), where program
+        threads just fall back to one core's speed. Each program's values are those of one torch
+        thread, as in a process worker of the search; results are in order."""
+        trees = [self._parse_or_none(infix) for infix in infixes]
+        threads = min(torch.get_num_threads(), len(trees))
+        if threads <= 1:
+            return [self._score_tree(tree) for tree in trees]
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # threads started below take the process-wide count on first use
+        try:
+            with ThreadPoolExecutor(threads, thread_name_prefix="eznas-score") as pool:
+                return list(pool.map(self._score_tree, trees))
+        finally:
+            torch.set_num_threads(before)
+
+    def _parse_or_none(self, infix: str) -> Expr | None:
+        try:
+            return self.parse(infix)  # once per program, not once per task
+        except EznasError:
+            return None
+
+    def _score_tree(self, tree: Expr | None) -> ProgramResult:
+        per_task: dict[str, float] = {}
+        for name, t in self.tasks.items():
+            per_task[name] = math.nan if tree is None else self._correlation(tree, t)
+        return ProgramResult(aggregate(list(per_task.values()), self.options.aggregate), per_task)
 
     def _correlation(self, tree: Expr, t: _Task) -> float:
         try:

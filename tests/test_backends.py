@@ -19,7 +19,7 @@ from eznas import config as config_mod
 from eznas import evaluate, evolve, fanout
 from eznas.errors import EznasError
 from eznas.stats import default_cache_dir, read_entry
-from fanout_jobs import die_always, die_once, fail, square
+from fanout_jobs import die_always, die_once, fail, square, where
 
 
 # ----------------------------------------------------------------------------- generic fan-out
@@ -34,6 +34,19 @@ def test_serial_and_process_give_every_result():
     want = {i: i * i for i in jobs}
     assert _collect(square, jobs, fanout.Fanout("serial", threads=0)) == want
     assert _collect(square, jobs, fanout.Fanout("process", 2, threads=0)) == want
+
+
+def test_process_workers_are_preloaded_and_see_the_parents_env_and_cwd(tmp_path, monkeypatch):
+    """Workers fork from the fork server (started early, before the environment and the working
+    directory change): torch is already imported, yet they see the parent's current env and cwd."""
+    import multiprocessing as mp
+
+    fanout.start_worker_server()
+    monkeypatch.setenv("EZNAS_FANOUT_PROBE", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    got = _collect(where, ["EZNAS_FANOUT_PROBE"] * 3, fanout.Fanout("process", 2, threads=0))
+    preloaded = "forkserver" in mp.get_all_start_methods()
+    assert got == {i: ("set after the server started", str(tmp_path), preloaded) for i in range(3)}
 
 
 def test_dead_worker_job_is_retried_once(tmp_path):

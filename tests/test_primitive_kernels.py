@@ -243,3 +243,4 @@ def test_freed_memory_is_reused() -> None:
     fresh = 10 * 10_000 * 16 * 8 * 8 * 4 // 4096  # every output faulted in afresh: 97,656 (100,010 measured)
     # glibc reuses some or all of the freed blocks (0 to 70,000 faults seen, run to run)
     assert faults < 0.8 * fresh, faults
+
