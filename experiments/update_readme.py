@@ -386,8 +386,10 @@ def eval_speed_block() -> str:
            "`--threads 2` on the idle machine, wall time (`eval_throughput_2threads.json`).", "",
            "| set | run | cold, programs/s | with memo | ms/program cold at the scaling rows |", "|---|---|---|---|---|"]
     two = _load("eval_throughput_2threads.json")
+    two_after = _load("eval_throughput_2threads_after.json")
     for name in after["sets"]:
-        for label, d, key in [("before", before, "_cpu"), ("after", after, "_cpu"), ("2 threads", two, "")]:
+        for label, d, key in [("before", before, "_cpu"), ("after", after, "_cpu"), ("2 threads", two, ""),
+                              ("2 program threads", two_after, "")]:
             if not d or name not in d["sets"]:
                 continue
             r = d["sets"][name]
@@ -396,6 +398,29 @@ def eval_speed_block() -> str:
             rows_note = f" ({d['rows']} rows)" if d["rows"] != after["rows"] else ""
             out.append(f"| `{name}` | {label}{rows_note} | {r['cold_per_s' + key]:.1f} | {r['memo_per_s' + key]:.1f} "
                        f"| {scale} |")
+    sc = _load("eval_throughput_scaling_2threads_after.json")
+    if two_after:
+        out += ["", f"`2 program threads`: `python experiments/eval_throughput.py --threads 2` after programs run on "
+                f"Python threads (one torch thread each; load {two_after['load_before']:.2f} -> "
+                f"{two_after['load_after']:.2f}); target for the `eznas` set: >= 120 programs/s cold."]
+    if sc:
+        rows = [x for x in sc["scaling"] if x["set"] == "eznas"]
+        e = sc.get("search_estimate") or {}
+        out += ["", "Time per `eznas` program against rows, 2 program threads (wall): "
+                + ", ".join(f"{x['rows']:,} rows {x['cold_ms_per_program_wall']:.1f} ms" for x in rows)
+                + (f". A 50 x 20 search over {e['tasks']} NB201 tasks with {e['cells']} evolve cells each "
+                   f"({e['rows']:,} rows, at most {e['programs']} programs): about {e['minutes_cold']:.1f} min cold, "
+                   f"{e['minutes_memo']:.1f} min with the memo (extrapolated from these points, not timed; "
+                   f"target <= 15 min)." if e else ".")]
+    sp = [(lab, _load(f)) for lab, f in [("stats, 20 nets", "worker_speedup_after.json"),
+                                         ("evaluate, 16 nets", "worker_speedup_evaluate16_after.json"),
+                                         ("evaluate, 40 nets", "worker_speedup_evaluate40_after.json")]]
+    sp = [(lab, d) for lab, d in sp if d]
+    if sp:
+        out += ["", "Speed-up of 1 -> 2 process workers (`python experiments/worker_speedup.py`, forked from a "
+                "preloaded server; one run each, target >= 1.7x): "
+                + "; ".join(f"{lab} {d['summary'].get('stats_wall_s_speedup') if 'stats' in lab else d['summary'].get('evaluate_wall_s_speedup'):.2f}x"
+                            for lab, d in sp) + "."]
     return "\n".join(out) + "\n"
 
 
