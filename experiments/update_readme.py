@@ -470,7 +470,35 @@ def gpu_block() -> str:
     return "\n".join(out) + "\n"
 
 
-HYBRID_INTRO = '### Hybrid proxies: evolving over hand-made proxy scores\n\n`eznas/hybrid.py` evolves formulas whose terminals are per-network scalars (params, flops, nwot,\nzico, MeCo, SWAP, AZ-NAS components, … and the evolved programs\' own scores) instead of per-unit\ntensors: DEAP\'s symbolic-regression recipe over add, sub, mul, protected div, neg, max, min, slog,\nsq and a few constants, height ≤ 6, double tournament for parsimony. Every terminal is first\ntransformed by the signed log `sign(x)·log1p(|x|)` (raw scales differ by 10^6; the transform is\nmonotone, so a terminal alone ranks nets as its raw score does). Fitness: Spearman ρ on the evolve\nnets, the minimum over tasks (mean for TNB, whose autoencoder task no single proxy ranks); the\nhall of fame is re-scored on validate and the best there wins; the reported "chosen" hybrid is the\nGP seed best on validate. The result is plain text, e.g. `add(evolved_s1, meco)`, read back by a\nsmall parser (`eznas/hybrid_expr.py`, no `eval`) into a function of `{terminal: value}`.\n\n```bash\npython experiments/hybrid_search.py                 # all settings, GP seeds 0 1 2 (about 10 min on one core)\npython experiments/hybrid_search.py --settings nb301 --seeds 0 1 2 --ship   # also rewrite the built-ins\n```\n\n- **nb201**: the 500 NATS-Bench cells per dataset of the natsbench benchmark, split 200 / 100 / 200\n  exactly as `natsbench_pool_search.py` does (same test cells); terminals are every per-net baseline\n  column of `evaluation/nb201-natsbench/scores.csv` and the scores of the three evolved programs of\n  `configs/nb201.yaml` (`evolved_s0..2`; 2 of the 200 test cells per dataset were in their search\'s\n  evolve/validate splits). `nb201-per-dataset`: one search per dataset; `nb201-handmade`: without\n  the evolved programs\' terminals.\n- **nb101, nb301, tnb** (7 TNB-micro tasks, one joint hybrid), **tnb-per-task**: NASLib\'s published\n  scores of NAS-Bench-Suite-Zero; per task 150 evolve / 60 validate / the rest test, the 50 test\n  nets of the all-spaces evaluation kept in test so the hybrid also meets eznas-computed zico there\n  (`eznas_computed` in the JSON).\n'
+HYBRID_INTRO = """### Hybrid proxies: evolving over hand-made proxy scores
+
+`eznas/hybrid.py` evolves formulas whose terminals are per-network scalars (params, flops, nwot,
+zico, MeCo, SWAP, AZ-NAS components, … and the evolved programs' own scores) instead of per-unit
+tensors: DEAP's symbolic-regression recipe over add, sub, mul, protected div, neg, max, min, slog,
+sq and a few constants, height ≤ 6, double tournament for parsimony. Every terminal is first
+transformed by the signed log `sign(x)·log1p(|x|)` (raw scales differ by 10^6; the transform is
+monotone, so a terminal alone ranks nets as its raw score does). Fitness: Spearman ρ on the evolve
+nets, the minimum over tasks (mean for TNB, whose autoencoder task no single proxy ranks); the
+hall of fame is re-scored on validate and the best there wins; the reported "chosen" hybrid is the
+GP seed best on validate. The result is plain text, e.g. `add(evolved_s1, meco)`, read back by a
+small parser (`eznas/hybrid_expr.py`, no `eval`) into a function of `{terminal: value}`.
+
+```bash
+python experiments/hybrid_search.py                 # all settings, GP seeds 0 1 2 (about 10 min on one core)
+python experiments/hybrid_search.py --settings nb301 --seeds 0 1 2 --ship   # also rewrite the built-ins
+```
+
+- **nb201**: the 500 NATS-Bench cells per dataset of the natsbench benchmark, split 200 / 100 / 200
+  exactly as `natsbench_pool_search.py` does (same test cells); terminals are every per-net baseline
+  column of `evaluation/nb201-natsbench/scores.csv` and the scores of the three evolved programs of
+  `configs/nb201.yaml` (`evolved_s0..2`; 2 of the 200 test cells per dataset were in their search's
+  evolve/validate splits). `nb201-per-dataset`: one search per dataset; `nb201-handmade`: without
+  the evolved programs' terminals.
+- **nb101, nb301, tnb** (7 TNB-micro tasks, one joint hybrid), **tnb-per-task**: NASLib's published
+  scores of NAS-Bench-Suite-Zero; per task 150 evolve / 60 validate / the rest test, the 50 test
+  nets of the all-spaces evaluation kept in test so the hybrid also meets eznas-computed zico there
+  (`eznas_computed` in the JSON).
+"""
 
 
 def hybrid_block() -> str:

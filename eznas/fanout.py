@@ -204,7 +204,6 @@ class _Slot:
 
 def _run_processes(fn: Callable[[J], R], jobs: Sequence[J], fanout: Fanout, on_result: Callable[[int, R], None],
                    label: Callable[[J], str], log: Callable[[str], None]) -> None:
-    import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = _context()
