@@ -2,9 +2,10 @@
 flops, an evolved program's score ...), their text form, a safe parser and a vectorised evaluator.
 
 An expression is text such as ``add(slog(meco), mul(0.5, az_trainability))``: calls of the
-primitives below, terminal names (identifiers) and numeric constants. :func:`parse` reads it with a
-small recursive-descent parser (no ``eval``/``exec``), :class:`Expression` scores nets from a mapping
-``{terminal: value or array of values}``.
+primitives below, terminal names (identifiers) and numeric constants. :func:`parse` reads it with the
+project's one expression parser (:func:`eznas.expression.parse` with the hybrid vocabulary; no
+``eval``/``exec``), :class:`Expression` scores nets from a mapping ``{terminal: value or array of
+values}``.
 
 Terminals are pre-transformed: every terminal value ``x`` is replaced by the signed log
 ``slog(x) = sign(x) * log1p(|x|)`` before the expression sees it (:func:`transform`), because the raw
@@ -16,13 +17,14 @@ monotone, so a terminal alone ranks nets exactly as the raw score does. A non-fi
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from eznas import expression
 from eznas.errors import EznasError
+from eznas.expression import Const, Expr, Var, Vocabulary
 
 Array = np.ndarray
 MAX_TEXT = 4000  # characters: a readable hybrid is far shorter
@@ -85,57 +87,50 @@ def evaluate_tokens(tokens: Sequence[Token], columns: Mapping[str, Array], n: in
     return np.broadcast_to(out, (n,)).copy() if out.shape != (n,) else out
 
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-                    r"|(?P<punct>[(),]))")
+@dataclass(frozen=True)
+class _Signature:
+    """A hybrid primitive as :mod:`eznas.expression`'s parser sees it: untyped arguments."""
+
+    ret: type
+    args: tuple[type, ...]
 
 
-def _lex(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise EznasError(f"hybrid expression: unexpected character {text[pos:].strip()[:1]!r} at {pos}")
-        kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
-        pos = m.end()
+class _AnyIdentifier(Collection[str]):
+    """Terminal names when none are given: every identifier (the parser only asks ``in``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _finite(value: float, text: str) -> str | None:
+    return None if math.isfinite(value) else f"constant {text} is not finite"
+
+
+def _vocabulary(terminals: Sequence[str] | None) -> Vocabulary:
+    """The hybrid grammar for :func:`eznas.expression.parse` (the project's one parser): the
+    primitives below with untyped arguments, ``terminals`` as the names, any finite constant."""
+    prims = {name: _Signature(object, (object,) * arity) for name, (arity, _) in PRIMITIVES.items()}
+    names: Collection[str] = _AnyIdentifier() if terminals is None else tuple(terminals)
+    return Vocabulary(prims, names, constant=_finite, max_chars=MAX_TEXT, max_depth=MAX_DEPTH,
+                      what="hybrid expression")
+
+
+def _prefix(e: Expr) -> list[Token]:
+    """A parsed tree as the prefix token list the evaluator runs."""
+    if isinstance(e, Const):
+        return [("const", float(e.value), 0)]
+    if isinstance(e, Var):
+        return [("term", e.name, 0)]
+    out: list[Token] = [("prim", e.name, len(e.args))]
+    for a in e.args:
+        out += _prefix(a)
     return out
-
-
-def _parse_tokens(lexed: list[tuple[str, str]], i: int, depth: int, terminals: Sequence[str] | None
-                  ) -> tuple[list[Token], int]:
-    if depth > MAX_DEPTH:
-        raise EznasError(f"hybrid expression nested deeper than {MAX_DEPTH}")
-    if i >= len(lexed):
-        raise EznasError("hybrid expression ends early")
-    kind, text = lexed[i]
-    if kind == "num":
-        v = float(text)
-        if not math.isfinite(v):
-            raise EznasError(f"hybrid expression: constant {text} is not finite")
-        return [("const", v, 0)], i + 1
-    if kind != "name":
-        raise EznasError(f"hybrid expression: unexpected {text!r}")
-    if i + 1 < len(lexed) and lexed[i + 1] == ("punct", "("):
-        if text not in PRIMITIVES:
-            raise EznasError(f"hybrid expression: unknown function '{text}'; valid: {', '.join(PRIMITIVES)}")
-        arity = PRIMITIVES[text][0]
-        out: list[Token] = [("prim", text, arity)]
-        j = i + 2
-        for k in range(arity):
-            sub, j = _parse_tokens(lexed, j, depth + 1, terminals)
-            out += sub
-            want = "," if k < arity - 1 else ")"
-            if j >= len(lexed) or lexed[j] != ("punct", want):
-                raise EznasError(f"hybrid expression: '{text}' takes {arity} argument(s); expected {want!r}")
-            j += 1
-        return out, j
-    if text in PRIMITIVES:
-        raise EznasError(f"hybrid expression: function '{text}' used without arguments")
-    if terminals is not None and text not in terminals:
-        raise EznasError(f"hybrid expression: unknown terminal '{text}'; valid: {', '.join(terminals)}")
-    return [("term", text, 0)], i + 1
 
 
 def format_tokens(tokens: Sequence[Token]) -> str:
@@ -198,13 +193,7 @@ def parse(text: str, terminals: Sequence[str] | None = None) -> Expression:
     identifier when None). Anything else is one EznasError line."""
     if not isinstance(text, str) or not text.strip():
         raise EznasError("hybrid expression is empty")
-    if len(text) > MAX_TEXT:
-        raise EznasError(f"hybrid expression longer than {MAX_TEXT} characters")
-    lexed = _lex(text)
-    tokens, end = _parse_tokens(lexed, 0, 0, terminals)
-    if end != len(lexed):
-        raise EznasError(f"hybrid expression: unexpected {lexed[end][1]!r} after a complete expression")
-    return Expression(tuple(tokens))
+    return Expression(tuple(_prefix(expression.parse(text, object, _vocabulary(terminals)))))
 
 
 __all__ = ["PRIMITIVES", "CONSTANTS", "Expression", "parse", "slog", "transform", "evaluate_tokens",
