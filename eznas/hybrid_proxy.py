@@ -82,10 +82,25 @@ class HybridProxy:
         return self._fns[name]
 
     def terminals(self, model: nn.Module, inputs: Any, targets: Any, loss_fn: Any = None) -> dict[str, float]:
-        """Each terminal's raw value on ``model`` (before the signed-log transform)."""
-        from eznas.export.loading import call_proxy
+        """Each terminal's raw value on ``model`` (before the signed-log transform). Evolved programs
+        with equal statistics settings share one recording (it draws only from its own seeded
+        generators, so the values equal separate recordings and the other terminals' RNG is untouched)."""
+        from dataclasses import asdict
 
-        return {t: call_proxy(self._fn(t), model, inputs, targets, loss_fn=loss_fn) for t in self.terminal_specs}
+        from eznas.export.loading import Proxy, call_proxy
+
+        out: dict[str, float] = {}
+        recorded: dict[str, Any] = {}  # statistics settings -> the recording
+        for t in self.terminal_specs:
+            fn = self._fn(t)
+            if isinstance(fn, Proxy):
+                key = json.dumps(asdict(fn.settings), sort_keys=True)
+                if key not in recorded:
+                    recorded[key] = fn.statistics(model, inputs, targets, loss_fn)
+                out[t] = fn.score_statistics(recorded[key])
+            else:
+                out[t] = call_proxy(fn, model, inputs, targets, loss_fn=loss_fn)
+        return out
 
     def __call__(self, model: nn.Module, inputs: Any, targets: Any, loss_fn: Any = None) -> float:
         return float(np.asarray(self.expression(self.terminals(model, inputs, targets, loss_fn))))

@@ -147,6 +147,12 @@ class Proxy:
         return self._run(runtime.proxy_score, self.program, asdict(self.settings), model, inputs, targets,
                          loss_fn, noise, perturbed)
 
+    def score_statistics(self, values: torch.Tensor) -> float:
+        """The network's score from statistics :meth:`statistics` recorded (what ``__call__`` does
+        after recording them), so proxies with equal settings can share one recording."""
+        return self._run(lambda v: float(runtime.aggregate_net(runtime.program_scores(self.program, v),
+                                                               self.settings.unit_aggregate)), values)
+
     def __repr__(self) -> str:
         return f"Proxy({self.name!r}, {self.infix!r})"
 
