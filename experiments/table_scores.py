@@ -105,8 +105,7 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             jobs.append(CellJob(d, arch, args.score_seed, args.batch_size, args.data_dir, device,
                                 tuple(b for b in args.baselines if b in miss),
-                                tuple((lab, e) for lab, e in programs if lab in miss) if any(
-                                    lab in miss for lab, _ in programs) else (), settings))
+                                tuple((lab, e) for lab, e in programs if lab in miss), settings))
     total = len(jobs)
     print(f"{len(cells)} cells x {len(args.datasets)} datasets: {total} to score on {device} "
           f"({args.backend}, {args.workers} workers), {len(columns)} proxies each", file=sys.stderr)
@@ -126,9 +125,9 @@ def run(args: argparse.Namespace) -> dict:
                "torch": torch.__version__, "backend": args.backend, "workers": args.workers,
                "nets_scored": prog.done, "nets_with_a_failure": prog.failed, "wall_s": round(wall, 1),
                "nets_per_s": round(prog.done / wall, 3) if wall > 0 else None,
-               "seconds_per_net_by_proxy": {k: round(v / prog.counts[k], 5) for k, v in (prog.seconds or {}).items()},
+               "seconds_per_net_by_proxy": {k: round(v / prog.counts[k], 5) for k, v in prog.seconds.items()},
                "cpu_count": os.cpu_count(),
-               "failures": {k: {"cells": len(v), "first": v[0]} for k, v in (prog.errors or {}).items()}}
+               "failures": {k: {"cells": len(v), "first": v[0]} for k, v in prog.errors.items()}}
     meta = {"settings": {"score_seed": args.score_seed, "batch_size": args.batch_size, "order_seed": args.order_seed,
                          "program_settings": dict(settings)},
             "programs": dict(programs), "columns": columns,

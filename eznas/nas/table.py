@@ -23,7 +23,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +183,9 @@ class Deadline(Exception):
 class Progress:
     done: int = 0
     failed: int = 0
-    seconds: dict[str, float] | None = None
-    counts: dict[str, int] | None = None
-    errors: dict[str, list[str]] | None = None  # per proxy: cells it failed on, as "dataset arch: error"
+    seconds: dict[str, float] = field(default_factory=dict)  # per proxy, summed over nets
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # per proxy: "dataset arch: error" per failed cell
 
 
 def run_table(jobs: Sequence[CellJob], files: dict[str, TableFile], fanout: Any, deadline: float | None,
@@ -194,7 +194,7 @@ def run_table(jobs: Sequence[CellJob], files: dict[str, TableFile], fanout: Any,
     (a ``time.monotonic()`` value) and on Ctrl-C, flushing every file either way."""
     from eznas.fanout import run_jobs
 
-    prog = Progress(seconds={}, counts={}, errors={})
+    prog = Progress()
 
     def on_result(i: int, res: dict[str, Outcome]) -> None:
         job = jobs[i]
