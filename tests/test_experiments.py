@@ -82,6 +82,10 @@ CASES: dict[str, Case] = {
     "check_published_proxies.py": lambda t, p: (
         ["--n", "4", "--width", "4", "--depth", "1", "--cache", str(p / "cache.json"), "--out", str(p / "pub")],
         p / "pub" / "published_check.json"),
+    # the command line on 3 held-out NB301 nets: eznas-nb301 and the four target baselines
+    "builtin_endtoend.py": lambda t, p: (
+        ["--checks", "nb301", "--nets", "3", "--chunk", "3", "--work", str(p / "w"), "--out", str(p / "o.json")],
+        p / "o.json"),
     "check_sota_proxies.py": lambda t, p: (
         ["--n", "3", "--batch-size", "16", "--width", "4", "--depth", "1", "--out", str(p / "o.json")], p / "o.json"),
     "digits_bench_report.py": lambda t, p: (["--out", str(p / "o.json")], p / "o.json"),
@@ -153,6 +157,9 @@ CASES: dict[str, Case] = {
 CHECKS: dict[str, Callable[[dict], bool]] = {
     "baseline_pass_sharing.py": lambda d: d["identical_scores"] and len(d["nets"]) == 2,
     "check_published_proxies.py": lambda d: d["n"] == 4 and d["proxies"]["params"]["rho_vs_published"] is not None,
+    "builtin_endtoend.py": lambda d: d["checks"]["nb301"]["tasks"]["nb301/cifar10"]["nets"] == 3
+    and set(d["checks"]["nb301"]["tasks"]["nb301/cifar10"]["spearman"]) == {"eznas-nb301", "params", "flops", "nwot",
+                                                                          "zico"},
     "check_sota_proxies.py": lambda d: d["setting"]["n"] == 3 and "az_nas" in d["results"],
     "digits_bench_report.py": lambda d: d["archs"] > 0 and d["space"] == "nb201",
     "ensemble_study.py": lambda d: {"run top-1", "run top-2", "best of each run"} <= set(d),
