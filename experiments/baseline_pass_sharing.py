@@ -27,6 +27,7 @@ from eznas import records
 from eznas.batches import make_batches
 from eznas.proxies import passes, proxy_names
 from eznas.spaces import build
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

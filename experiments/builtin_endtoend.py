@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eznas import builtin_proxies, metrics, records  # noqa: E402
-from eznas.errors import EznasError  # noqa: E402
+from eznas.errors import EznasError, run_main  # noqa: E402
 from eznas.evaluate_tables import json_safe  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "builtin_endtoend.json"
@@ -191,7 +191,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except EznasError as err:
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    run_main(main, Path(__file__).name)

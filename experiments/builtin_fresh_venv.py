@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eznas.errors import run_main
+
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments/results/builtin_fresh_venv.txt"
@@ -142,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

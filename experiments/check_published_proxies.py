@@ -39,6 +39,7 @@ from eznas.batches import make_batches
 from eznas.metrics import spearman
 from eznas.proxies import get_proxy
 from eznas.spaces import build
+from eznas.errors import run_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path.home() / ".cache" / "eznas" / "published_check_scores.json"
@@ -231,4 +232,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

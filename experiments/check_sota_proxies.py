@@ -43,6 +43,7 @@ from eznas.proxies import get_proxy, score_set
 from eznas.proxies.aznas import az_components
 from eznas.proxies.swap import regular_factor, swap_count
 from eznas.spaces import build
+from eznas.errors import run_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 64
@@ -152,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

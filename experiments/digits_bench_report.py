@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 from eznas.benchbuild import iter_records
 from eznas.spaces import parse_ints
 from eznas.spaces.nb201 import EDGES, OPS
+from eznas.errors import run_main
 
 NONE_OP = 1  # NB201 op index of `none`
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -22,6 +22,7 @@ from eznas.ensemble import rank_average
 from eznas.evolve import SearchData
 from eznas.metrics import spearman
 from eznas.scoring import Scorer, ScoringOptions
+from eznas.errors import run_main
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results" / "ensemble_study.json"
 
@@ -67,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

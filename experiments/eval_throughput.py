@@ -33,7 +33,7 @@ import torch
 from eznas import config as config_mod
 from eznas import program
 from eznas.scoring import Scorer, ScoringOptions
-from eznas.errors import EznasError
+from eznas.errors import EznasError, run_main
 from eznas.stats import StatsSettings, TaskStats, config_jobs, default_cache_dir, entry_path, load_task_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,8 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-
-    try:
-        raise SystemExit(main())
-    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    run_main(main, Path(__file__).name)

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eznas.errors import run_main
+
 import torch
 
 PLAIN_MODEL = '''
@@ -180,4 +182,4 @@ def experiment(work: Path) -> int:
     return 0 if ok else 1
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -133,4 +134,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

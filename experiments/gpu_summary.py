@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -118,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

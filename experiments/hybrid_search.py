@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eznas import hybrid, intervals, metrics, records  # noqa: E402
-from eznas.errors import EznasError  # noqa: E402
+from eznas.errors import EznasError, run_main  # noqa: E402
 from eznas.evaluate_tables import json_safe  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "hybrid_search.json"
@@ -476,7 +476,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    run_main(main, Path(__file__).name)

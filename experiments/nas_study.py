@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eznas.atomic import atomic_write_text, check_output  # noqa: E402
-from eznas.errors import EznasError  # noqa: E402
+from eznas.errors import EznasError, run_main  # noqa: E402
 from eznas.nas import ScoreCache, search  # noqa: E402
 from eznas.nas.strategies import MAX_STALE_CHILDREN  # noqa: E402
 from eznas.nas.nb201 import TableSpace, load_proxies, make_scorers, proxy_specs, table_scorers  # noqa: E402
@@ -234,4 +234,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

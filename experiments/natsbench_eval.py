@@ -37,6 +37,7 @@ from eznas.ensemble import rank_average  # noqa: E402
 from eznas.evaluate_tables import json_safe  # noqa: E402
 from eznas.proxies import sets  # noqa: E402
 from eznas.scoring import REPORT_MEMO_BYTES, Scorer, ScoringOptions  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 NATS_CONFIG = ROOT / "configs" / "nb201-natsbench.yaml"
 EVOLVED_CONFIG = ROOT / "configs" / "nb201.yaml"
@@ -201,9 +202,4 @@ def search_markdown(doc: dict) -> str:
 
 
 if __name__ == "__main__":
-    from eznas.errors import EznasError
-
-    try:
-        raise SystemExit(main())
-    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    run_main(main, Path(__file__).name)

@@ -35,6 +35,7 @@ NATS_CONFIG = ROOT / "configs" / "nb201-natsbench.yaml"
 OUT = ROOT / "experiments" / "results" / "natsbench_pool_search.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from natsbench_eval import CACHE_DIR, baseline_scores, compare, evolved_scores  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 
 def write_pool(work: Path, datasets: list[str]) -> Path:
@@ -115,9 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from eznas.errors import EznasError
-
-    try:
-        raise SystemExit(main())
-    except EznasError as err:  # bad input or a missing cache: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    run_main(main, Path(__file__).name)

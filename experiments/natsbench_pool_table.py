@@ -27,6 +27,7 @@ from eznas import builtin_proxies, records  # noqa: E402
 from eznas import config as config_mod  # noqa: E402
 from eznas.nas.table import TableFile  # noqa: E402
 from natsbench_eval import CACHE_DIR, EVOLVED_CONFIG, MAIN_RESULTS, NATS_CONFIG, evolved_scores  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "table_scores_natsbench500"
 
@@ -80,4 +81,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

@@ -24,6 +24,7 @@ from eznas import config as config_mod
 from eznas import evolve
 from eznas.evaluate import evaluate
 from eznas.stats import build_cache, config_jobs, default_cache_dir
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

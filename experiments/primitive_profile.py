@@ -26,6 +26,7 @@ from eval_throughput import REPO, load_rows, programs, with_rows  # noqa: E402
 from eznas import primitives as P  # noqa: E402
 from eznas.expression import Call, Evaluator, nodes, parse  # noqa: E402
 from eznas.primitives import Scalar, Tensor  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 #: terminals the primitives are timed on: weights, activations (many rank-deficient blocks), gradients
 TERMINALS = ("A_D", "gX_D", "W", "Z_N")
@@ -90,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from eznas import config as config_mod
 from eznas import evolve
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "ray_local.json"
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

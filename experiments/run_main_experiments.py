@@ -43,6 +43,7 @@ from eznas import evolve
 from eznas.evaluate import evaluate
 from eznas.stats import build_cache, config_jobs, default_cache_dir
 from eznas.transfer import transfer
+from eznas.errors import run_main
 
 SETTINGS = {"nb201": "configs/nb201.yaml", "all-spaces": "configs/all-spaces.yaml",
             "transfer": "configs/transfer-nb201.yaml"}
@@ -276,4 +277,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

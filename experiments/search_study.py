@@ -23,6 +23,7 @@ import torch
 
 from eznas import config as config_mod
 from eznas import evolve
+from eznas.errors import run_main
 
 # Overrides of configs/nb201.yaml (all evolve nets every generation, min Spearman over tasks,
 # unit scores summed into the net score, truncation survival). Keys without a dot are `search`
@@ -137,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -32,6 +32,7 @@ from eznas import config as config_mod  # noqa: E402
 from eznas import program  # noqa: E402
 from eznas.builtin_proxies import FORMAT  # noqa: E402
 from eznas.export.loading import config_settings  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 RESULTS = ROOT / "experiments/results"
 MAIN = RESULTS / "main_results.json"
@@ -185,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from eznas import config as config_mod  # noqa: E402
 from eznas.evolve import SearchData  # noqa: E402
 from eznas.scoring import Scorer, ScoringOptions  # noqa: E402
+from eznas.errors import run_main  # noqa: E402
 
 MAIN = ROOT / "experiments/results/main_results.json"
 STUDY = ROOT / "experiments/results/search_study.json"
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from eznas import records
 from eznas.stats import StatsSettings, compute_net, net_batches
 from eznas.tensors import INDEX
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -21,6 +21,7 @@ from eznas import records
 from eznas.spaces import build
 from eznas.runtime import run_passes
 from eznas.stats import StatsSettings, build_cache, net_batches
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -28,6 +28,7 @@ from eznas.evolve import SearchData
 from eznas.fitness import correlation
 from eznas.scoring import Scorer, ScoringOptions
 from eznas.stats import TaskStats
+from eznas.errors import run_main
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results" / "structure_check.json"
 
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eznas.errors import EznasError  # noqa: E402
+from eznas.errors import EznasError, run_main  # noqa: E402
 
 MAIN_RESULTS = ROOT / "experiments" / "results" / "main_results.json"
 OUT = ROOT / "experiments" / "results" / "table_scores"
@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> dict:
     order = np.random.default_rng(args.order_seed).permutation(len(table))
     cells = [table.archs[i] for i in order[: args.limit]]
     out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EznasError(f"cannot write --out {out}: {e.strerror or e}") from None
     files = {d: TableFile(out / f"{d}.csv", columns) for d in args.datasets}
     jobs = []
     for arch in cells:
@@ -154,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, Path(__file__).name)

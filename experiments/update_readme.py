@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from eznas.errors import run_main  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -558,4 +559,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)

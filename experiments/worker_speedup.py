@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
+from eznas.errors import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "worker_speedup.json"
@@ -145,4 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, Path(__file__).name)
