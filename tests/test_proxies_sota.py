@@ -162,3 +162,23 @@ def test_score_cli_prints_a_finite_swap(data_dir, capsys):
     assert cli.main(["score", "--proxy", "az_nas", "--space", "nb201", "--arch", "(0, 2, 3, 2, 3, 1)",
                      "--batch-size", "16", "--data-dir", str(data_dir)]) == 2
     assert "set-level" in capsys.readouterr().err
+
+
+def test_az_components_see_every_nb101_block(batch):
+    """NB101 has no ``stem`` / ``cells``: the features are its blocks -- stem, 9 cells, 2 max-pools
+    -- so progressivity and trainability are finite and differ between nets (they were NaN when
+    only the model's direct children were hooked)."""
+    from eznas.proxies.aznas import stage_features
+
+    x, y = batch
+    keys = (("(0, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, "
+            "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 3, 3, 4, 1)",
+            "(0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, "
+            "0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 2, 4, 3, 3, 1)"))
+    nets = [build("nb101", k, "cifar10", seed=0, width=8) for k in keys]
+    assert len(stage_features(nets[0], torch.randn(2, 3, 32, 32))) == 12
+    comps = [az_components(n, x, y) for n in nets]
+    for c in comps:
+        assert all(math.isfinite(v) for v in c.values()), c
+    assert comps[0]["trainability"] != comps[1]["trainability"]
+    assert comps[0]["progressivity"] != comps[1]["progressivity"]

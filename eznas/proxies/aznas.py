@@ -17,8 +17,11 @@ blocks included; 17 features for NB201's 5 cells per stage):
 
 Setting as the official NB201 run: a Gaussian noise batch (the data are not used, only their
 shape), Kaiming-normal fan-in re-initialisation (BatchNorm weight 1, bias 0), training mode.
-A NaN component becomes -inf (official). A model without ``stem`` and ``cells`` uses, as stages,
-the outputs of its direct children: the last 4-D output before each change of spatial resolution.
+A NaN component becomes -inf (official). A model without ``stem`` and ``cells`` (NB101, a user's
+model) uses the 4-D outputs of its blocks: its direct children, with containers (``Sequential``,
+``ModuleList``, ``ModuleDict``) opened down to the modules they hold -- for NB101 the stem, the
+nine cells and the two max-pool reductions, as the official features are NB201's stem, cells and
+reduction blocks.
 """
 from __future__ import annotations
 
@@ -51,18 +54,29 @@ def kaiming_fanin_init(net: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _blocks(module: nn.Module) -> list[nn.Module]:
+    """``module``'s children, containers opened recursively down to the modules they hold."""
+    out: list[nn.Module] = []
+    for child in module.children():
+        out.extend(_blocks(child) if isinstance(child, CONTAINERS) else [child])
+    return out
+
+
 def _feature_modules(net: nn.Module) -> tuple[list[nn.Module], bool]:
     """(modules whose outputs are the features, whether they are the official stem + cells)."""
     stem, cells = getattr(net, "stem", None), getattr(net, "cells", None)
     if isinstance(stem, nn.Module) and isinstance(cells, (nn.Sequential, nn.ModuleList)) and len(cells) > 0:
         return [stem, *cells], True
-    return list(net.children()), False
+    return _blocks(net), False
 
 
 def stage_features(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The features (with their autograd graph) of one forward pass of ``net`` on ``x``:
-    stem + every cell output when the model has ``stem`` and ``cells``, else the last 4-D
-    output of a direct child before each change of spatial resolution."""
+    """The features (with their autograd graph) of one forward pass of ``net`` on ``x``, in the
+    order computed: stem + every cell output when the model has ``stem`` and ``cells``, else the
+    4-D output of every block (:func:`_blocks`)."""
     modules, official = _feature_modules(net)
     seen: list[torch.Tensor] = []
 
@@ -76,15 +90,7 @@ def stage_features(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     finally:
         for h in handles:
             h.remove()
-    if official:
-        return seen
-    stages: list[torch.Tensor] = []
-    for f in seen:
-        if stages and stages[-1].shape[2:] == f.shape[2:]:
-            stages[-1] = f
-        else:
-            stages.append(f)
-    return stages
+    return seen
 
 
 def feature_entropy(feat: torch.Tensor) -> float:
