@@ -84,14 +84,26 @@ class HybridProxy:
     def terminals(self, model: nn.Module, inputs: Any, targets: Any, loss_fn: Any = None) -> dict[str, float]:
         """Each terminal's raw value on ``model`` (before the signed-log transform). Evolved programs
         with equal statistics settings share one recording (it draws only from its own seeded
-        generators, so the values equal separate recordings and the other terminals' RNG is untouched)."""
+        generators, so the values equal separate recordings and the other terminals' RNG is untouched);
+        baseline terminals share their passes (:mod:`eznas.proxies.passes`: the three AZ-NAS
+        components one forward, snip / fisher / nwot one backward), with the one-by-one values. A
+        baseline that fails raises, as called alone."""
         from dataclasses import asdict
 
         from eznas.export.loading import Proxy, call_proxy
+        from eznas.proxies.passes import score_baselines
 
         out: dict[str, float] = {}
         recorded: dict[str, Any] = {}  # statistics settings -> the recording
-        for t in self.terminal_specs:
+        baselines = [str(spec["proxy"]) for spec in self.terminal_specs.values() if "proxy" in spec]
+        shared = score_baselines(baselines, model, inputs, targets, loss_fn) if len(baselines) > 1 else {}
+        for t, spec in self.terminal_specs.items():
+            if "proxy" in spec and spec["proxy"] in shared:
+                outcome = shared[spec["proxy"]]
+                if outcome.error is not None:
+                    raise RuntimeError(f"{self.name}: terminal {t!r} failed: {outcome.error}")
+                out[t] = outcome.score
+                continue
             fn = self._fn(t)
             if isinstance(fn, Proxy):
                 key = json.dumps(asdict(fn.settings), sort_keys=True)

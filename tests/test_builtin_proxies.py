@@ -153,7 +153,7 @@ def test_bad_expressions_give_one_line(tmp_path, capsys, expr, names):
 
 
 def test_bad_names_and_arguments_give_one_line(tmp_path, capsys):
-    with pytest.raises(EznasError, match="eznas-all, eznas-nb201"):
+    with pytest.raises(EznasError, match="eznas-all, eznas-nb101, eznas-nb201"):
         eznas.load_proxy("eznas-nb999")
     with pytest.raises(EznasError, match="built-in evolved proxies: eznas-all"):
         eznas.load_proxy("no_such_proxy")

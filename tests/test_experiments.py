@@ -99,7 +99,8 @@ CASES: dict[str, Case] = {
          "--out", str(p / "o.json")], p / "o.json"),
     # NASLib's published NB301 scores (no statistics): the first 60 nets split in thirds, 2 generations
     "hybrid_search.py": lambda t, p: (
-        ["--settings", "nb301", "--seeds", "0", "1", "--population", "20", "--generations", "2", "--limit", "60",
+        ["--settings", "nb301", "nb301-eznas", "--seeds", "0", "1", "--population", "20", "--generations", "2",
+         "--limit", "60",
          "--resamples", "20", "--out", str(p / "o.json")], p / "o.json"),
     "nas_study.py": lambda t, p: (
         ["--proxies", "params", "--datasets", "cifar10", "--budgets", "4", "--seeds", "1", "--strategies", "random",
@@ -167,7 +168,9 @@ CHECKS: dict[str, Callable[[dict], bool]] = {
     "gpu_check.py": lambda d: d["smoke"] and d["agreement"]["agree"] and d["agreement"]["rel_err_float32_max"] == 0,
     "hybrid_search.py": lambda d: d["settings"]["nb301"]["tasks"]["nb301/cifar10"]["nets"]["test"] == 20
     and d["settings"]["nb301"]["tasks"]["nb301/cifar10"]["columns"]["nwot"]["baseline"]
-    and len(d["settings"]["nb301"]["searches"][0]["runs"]) == 2,
+    and len(d["settings"]["nb301"]["searches"][0]["runs"]) == 2
+    and d["settings"]["nb301-eznas"]["tasks"]["nb301/cifar10"]["nets"]["test"] == 20
+    and "az_expressivity" in d["settings"]["nb301-eznas"]["terminals"],
     "nas_study.py": lambda d: any(r["proxy"] == "params" for r in d["rows"]),
     "natsbench_eval.py": lambda d: d["tasks"]["nb201/cifar10"]["nets"] == 3
     and "params" in d["tasks"]["nb201/cifar10"]["proxies"],

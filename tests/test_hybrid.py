@@ -103,7 +103,8 @@ def test_same_seed_same_expression_across_processes() -> None:
     assert outs[0] == outs[1]
 
 
-SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb301": "nb301", "eznas-tnb": "tnb"}
+SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb101": "nb101-eznas", "eznas-nb301": "nb301-eznas",
+           "eznas-tnb": "tnb-faithful"}
 
 
 def _small_model_batch():
@@ -144,7 +145,8 @@ def test_builtin_hybrid_scores_a_model_with_eznas_proxies(capsys) -> None:
 
     proxy = eznas.load_proxy("eznas-nb301")
     assert isinstance(proxy, HybridProxy)
-    assert proxy.raw in proxy.__doc__ and "published" in proxy.__doc__ and "check_published_proxies" in proxy.__doc__
+    assert proxy.raw in proxy.__doc__ and "eznas's own scores" in proxy.__doc__ and "hybrid-nb301.yaml" in proxy.__doc__
+    assert "check_published_proxies" in eznas.load_proxy("eznas-tnb").__doc__
     model, x, y = _small_model_batch()
     raw = {t: call_proxy(get_proxy(t), model, x, y) for t in proxy.expression.terminals}
     score = proxy(model, x, y)
@@ -159,6 +161,28 @@ def test_builtin_hybrid_scores_a_model_with_eznas_proxies(capsys) -> None:
         from eznas.export.writing import export_builtin
 
         export_builtin("eznas-nb301", ROOT / "never-written.py")
+
+
+@pytest.mark.parametrize("space, row", [("nb101", 5)])
+def test_shipped_hybrid_meets_the_terminals_it_was_evolved_on(space: str, row: int, data_dir) -> None:
+    """Scoring a real benchmark net with the shipped proxy recomputes, value for value, the eznas
+    scores its expression was evolved on (experiments/results/evaluation/hybrid-<space>/scores.csv)."""
+    import csv
+
+    import eznas
+    from eznas.batches import make_batches
+    from eznas.spaces import build
+
+    rec = list(csv.DictReader((ROOT / "experiments" / "results" / "evaluation" / f"hybrid-{space}" /
+                               "scores.csv").open()))[row]
+    proxy = eznas.load_proxy(f"eznas-{space}")
+    b = make_batches("cifar10", 32, 0, num_classes=10, root=data_dir)
+    net = build(space, rec["arch"], "cifar10", seed=0)
+    vals = proxy.terminals(net, b.D, b.targets)
+    assert set(vals) == set(proxy.expression.terminals)
+    for t, v in vals.items():
+        assert v == pytest.approx(float(rec[t]), rel=1e-6), t
+    assert proxy(net, b.D, b.targets) == pytest.approx(float(proxy.expression({t: float(rec[t]) for t in vals})))
 
 
 def test_nb201_hybrid_uses_the_builtin_evolved_program() -> None:
