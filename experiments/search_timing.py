@@ -11,15 +11,15 @@ rows (units over the evolve cells) are recorded.
     python experiments/search_timing.py                  # 500 / 5 / 5 cells per dataset, 50 x 20, 2 workers
     python experiments/search_timing.py --stats-only     # only build (or finish) the statistics
 
-writes ``experiments/results/search_timing.json``; the run directory is under ``--work``
-(default ``runs/search-timing``; a rerun starts the search afresh, the statistics are reused).
+writes ``experiments/results/search_timing.json``; the run directory is ``--work``/run (default
+``runs/search-timing/run``; an existing one is never deleted: the script stops and names it, so
+delete it to time again; the statistics are reused).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -39,10 +39,10 @@ DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 OUT = ROOT / "experiments" / "results" / "search_timing.json"
 
 
-def write_pool(work: Path, n: int, seed: int) -> Path:
+def write_pool(work: Path, n: int, seed: int, datasets: list[str]) -> Path:
     """``n`` random NATS-Bench cells per dataset (the same cells for every dataset) as a benchmark file."""
     doc: dict = {"_meta": {"space": "nb201", "source": f"{n} random NATS-Bench cells (seed {seed})"}}
-    for ds in DATASETS:
+    for ds in datasets:
         task = records.load_task("nb201", ds, None, "natsbench")
         if n > len(task.archs):
             raise EznasError(f"--evolve + --validate + --test = {n} exceeds the {len(task.archs)} table cells")
@@ -55,7 +55,7 @@ def write_pool(work: Path, n: int, seed: int) -> Path:
 
 def write_config(work: Path, pool: Path, args: argparse.Namespace) -> Path:
     raw = {"seed": 0, "run_dir": str(work / "run"),
-           "tasks": [{"space": "nb201", "dataset": ds, "benchmark": str(pool)} for ds in DATASETS],
+           "tasks": [{"space": "nb201", "dataset": ds, "benchmark": str(pool)} for ds in args.datasets],
            "split": {"evolve": args.evolve, "validate": args.validate, "test": args.test},
            "stats": {"batch_size": 64, "R": 16, "s": 8, "workers": args.workers, "cache_dir": str(work / "stats")},
            "search": {"primitive_set": "eznas", "population": args.population, "offspring": args.population,
@@ -70,6 +70,7 @@ def write_config(work: Path, pool: Path, args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--evolve", type=int, default=500)
     ap.add_argument("--validate", type=int, default=5)
     ap.add_argument("--test", type=int, default=5)
@@ -81,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "search-timing")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    if min(args.evolve, args.population, args.generations, args.workers) < 1 or args.validate < 2 or args.test < 1:
-        raise EznasError("--evolve, --population, --generations, --workers and --test must be >= 1, --validate >= 2")
+    if min(args.evolve, args.population, args.generations, args.workers) < 1 or args.validate < 2 or args.test < 2:
+        raise EznasError("--evolve, --population, --generations and --workers must be >= 1, --validate and --test >= 2")
+    run_dir = args.work / "run"
+    if run_dir.exists() and not args.stats_only:
+        raise EznasError(f"run directory {run_dir} exists; delete it to time the search again")
     args.work.mkdir(parents=True, exist_ok=True)
-    pool = write_pool(args.work, args.evolve + args.validate + args.test, args.pool_seed)
+    pool = write_pool(args.work, args.evolve + args.validate + args.test, args.pool_seed, args.datasets)
     cfg_path = write_config(args.work, pool, args)
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -97,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats_only:
         return 0
     cfg = config_mod.load(cfg_path)
-    run_dir = args.work / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     evolve.run(cfg, run_dir, progress=True)
     wall = time.perf_counter() - t0

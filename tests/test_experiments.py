@@ -98,6 +98,10 @@ CASES: dict[str, Case] = {
         ["--device", "cpu", "--smoke", "--nets", "3", "--throughput-nets", "2", "--warmup", "1", "--cpu-nets", "1",
          "--out", str(p / "o.json")], p / "o.json"),
     # NASLib's published NB301 scores (no statistics): the first 60 nets split in thirds, 2 generations
+    # 8 cells of one dataset at full size (their statistics: about 10 s), a 4 x 1 search
+    "search_timing.py": lambda t, p: (
+        ["--datasets", "cifar10", "--evolve", "4", "--validate", "2", "--test", "2", "--population", "4",
+         "--generations", "1", "--workers", "1", "--work", str(p / "w"), "--out", str(p / "o.json")], p / "o.json"),
     "hybrid_search.py": lambda t, p: (
         ["--settings", "nb301", "nb301-eznas", "--seeds", "0", "1", "--population", "20", "--generations", "2",
          "--limit", "60",
@@ -166,6 +170,8 @@ CHECKS: dict[str, Callable[[dict], bool]] = {
     "ensemble_study.py": lambda d: {"run top-1", "run top-2", "best of each run"} <= set(d),
     "eval_throughput.py": lambda d: set(d["sets"]) == {"compact", "eznas"},
     "gpu_check.py": lambda d: d["smoke"] and d["agreement"]["agree"] and d["agreement"]["rel_err_float32_max"] == 0,
+    "search_timing.py": lambda d: d["generations_done"] == 1 and d["programs_evaluated"] >= 4
+    and d["search_wall_s"] > 0,
     "hybrid_search.py": lambda d: d["settings"]["nb301"]["tasks"]["nb301/cifar10"]["nets"]["test"] == 20
     and d["settings"]["nb301"]["tasks"]["nb301/cifar10"]["columns"]["nwot"]["baseline"]
     and len(d["settings"]["nb301"]["searches"][0]["runs"]) == 2
