@@ -104,7 +104,7 @@ def test_same_seed_same_expression_across_processes() -> None:
 
 
 SHIPPED = {"eznas-nb201-hybrid": "nb201", "eznas-nb101": "nb101-eznas", "eznas-nb301": "nb301-eznas",
-           "eznas-tnb": "tnb-faithful"}
+           "eznas-tnb": "tnb"}
 
 
 def _small_model_batch():
