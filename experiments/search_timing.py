@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -102,20 +103,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = config_mod.load(cfg_path)
     t0 = time.perf_counter()
-    evolve.run(cfg, run_dir, progress=True)
+    error = None
+    try:
+        evolve.run(cfg, run_dir, progress=True)
+    except EznasError as e:  # e.g. a worker killed for memory: the generations timed so far are the result
+        error = str(e)
     wall = time.perf_counter() - t0
     from eznas.checkpoint import load_checkpoint
 
-    st = load_checkpoint(run_dir)
+    st = load_checkpoint(run_dir) if (run_dir / "checkpoint.json").is_file() else None
     timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").is_file() else None
     doc = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "cpu_count": os.cpu_count(), "search_wall_s": round(wall, 1), "search_wall_min": round(wall / 60, 2),
-           "target_min": 15.0, "met": wall / 60 <= 15.0, "generations_done": st.gen, "programs_evaluated": st.evals,
-           "best_validate": st.best_validate, "generation_seconds": timings,
+           "target_min": 15.0, "met": error is None and wall / 60 <= 15.0, "error": error,
+           "generations_done": st.gen if st else 0, "programs_evaluated": st.evals if st else 0,
+           "best_validate": st.best_validate if st else None, "generation_seconds": timings,
+           "peak_rss_gb": {"driver": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+                           "largest_child_process": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2)},
            "statistics_s_this_run": round(stats_s, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
+    if error:
+        raise EznasError(f"the search stopped: {error} (timings so far in {args.out})")
     return 0
 
 
