@@ -52,15 +52,26 @@ def write_pool(work: Path, datasets: list[str]) -> Path:
     return path
 
 
-def write_config(work: Path, pool: Path, datasets: list[str], args: argparse.Namespace) -> Path:
+def search_section(population: int, generations: int, backend: str, workers: int) -> dict:
+    """The config's ``search`` block of a pool search: configs/nb201.yaml's GP, every generation run."""
+    return {"primitive_set": "eznas", "population": population, "offspring": population,
+            "generations": generations, "tournament": 4, "max_depth": 10, "fitness": "spearman",
+            "aggregate": "mean", "subsample": None, "unit_aggregate": "sum", "patience": generations,
+            "backend": backend, "workers": workers}
+
+
+def write_config(work: Path, pool: Path, datasets: list[str], args: argparse.Namespace, backend: str = "serial",
+                 workers: int = 1, stats_cache: Path | None = None) -> Path:
+    """``work/config.yaml``: NB201 tasks over the pool file, statistics at batch 64 (``stats_cache``:
+    their own cache directory), the GP of :func:`search_section`."""
+    stats_block: dict = {"batch_size": 64, "R": 16, "s": 8, "workers": workers}
+    if stats_cache is not None:
+        stats_block["cache_dir"] = str(stats_cache)
     raw = {"seed": 0, "run_dir": str(work / "run"),
            "tasks": [{"space": "nb201", "dataset": ds, "benchmark": str(pool)} for ds in datasets],
            "split": {"evolve": args.evolve, "validate": args.validate, "test": args.test},
-           "stats": {"batch_size": 64, "R": 16, "s": 8, "workers": 1},
-           "search": {"primitive_set": "eznas", "population": args.population, "offspring": args.population,
-                      "generations": args.generations, "tournament": 4, "max_depth": 10, "fitness": "spearman",
-                      "aggregate": "mean", "subsample": None, "unit_aggregate": "sum", "patience": args.generations,
-                      "backend": "serial", "workers": 1},
+           "stats": stats_block,
+           "search": search_section(args.population, args.generations, backend, workers),
            "evaluate": {"batch_size": 32, "proxies": ["params"]}}
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

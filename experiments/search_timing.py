@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 from eznas import config as config_mod  # noqa: E402
 from eznas import evolve, records  # noqa: E402
 from eznas.errors import EznasError, run_main  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from natsbench_pool_search import write_config  # noqa: E402
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 OUT = ROOT / "experiments" / "results" / "search_timing.json"
@@ -51,21 +53,6 @@ def write_pool(work: Path, n: int, seed: int, datasets: list[str]) -> Path:
         doc[ds] = {task.archs[i]: {"val_accuracy": float(task.accuracies[i])} for i in pick}
     path = work / "pool.json"
     path.write_text(json.dumps(doc))
-    return path
-
-
-def write_config(work: Path, pool: Path, args: argparse.Namespace) -> Path:
-    raw = {"seed": 0, "run_dir": str(work / "run"),
-           "tasks": [{"space": "nb201", "dataset": ds, "benchmark": str(pool)} for ds in args.datasets],
-           "split": {"evolve": args.evolve, "validate": args.validate, "test": args.test},
-           "stats": {"batch_size": 64, "R": 16, "s": 8, "workers": args.workers, "cache_dir": str(work / "stats")},
-           "search": {"primitive_set": "eznas", "population": args.population, "offspring": args.population,
-                      "generations": args.generations, "tournament": 4, "max_depth": 10, "fitness": "spearman",
-                      "aggregate": "mean", "subsample": None, "unit_aggregate": "sum",
-                      "patience": args.generations, "backend": "process", "workers": args.workers},
-           "evaluate": {"batch_size": 32, "proxies": ["params"]}}
-    path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
@@ -90,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise EznasError(f"run directory {run_dir} exists; delete it to time the search again")
     args.work.mkdir(parents=True, exist_ok=True)
     pool = write_pool(args.work, args.evolve + args.validate + args.test, args.pool_seed, args.datasets)
-    cfg_path = write_config(args.work, pool, args)
+    cfg_path = write_config(args.work, pool, args.datasets, args, "process", args.workers, args.work / "stats")
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-m", "eznas.cli", "stats", str(cfg_path), "--workers", str(args.workers)],

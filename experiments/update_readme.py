@@ -413,6 +413,14 @@ def eval_speed_block() -> str:
                    f"({e['rows']:,} rows, at most {e['programs']} programs): about {e['minutes_cold']:.1f} min cold, "
                    f"{e['minutes_memo']:.1f} min with the memo (extrapolated from these points, not timed; "
                    f"target <= 15 min)." if e else ".")]
+    part = _load("search_timing_partial_timings.json")
+    if part:
+        gens = ", ".join(f"gen {g['gen']} {g['seconds']:.0f} s" for g in part["generations"])
+        out += ["", "Timed instead of extrapolated (`python experiments/search_timing.py --workers 1`: 500 evolve "
+                f"cells per dataset, 1,530 cells' statistics cached first): {gens}; then the process was killed for "
+                "memory at 24.3 GB resident during generation 3 on this 24 GB machine (with 2 workers a worker died "
+                "at 13.1 GB; `search_timing_oom.txt`). **The <= 15 min target is not met: memory, not speed, bounds "
+                "a search this size** (the statistics take about 10 MB per cell in memory against 2 MB on disk)."]
     sp = [(lab, _load(f)) for lab, f in [("stats, 20 nets", "worker_speedup_after.json"),
                                          ("evaluate, 16 nets", "worker_speedup_evaluate16_after.json"),
                                          ("evaluate, 40 nets", "worker_speedup_evaluate40_after.json")]]
